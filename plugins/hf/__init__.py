@@ -1,0 +1,38 @@
+"""``hf``: Hugging Face transformers' ``GPT2LMHeadModel`` behind the zoo's interface.
+
+Trade-off: this is the reference everything else is measured against, not an
+implementation of our own. It is listed, loaded and benchmarked by name like any
+variant. Its KV cache is transformers' own growing cache: ``setup_caches``
+resets it, and ``input_pos`` must continue where the last call stopped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import zoo
+
+
+def build(config: zoo.GPT2Config, *, device: Any = "cpu", dtype: Any = None) -> zoo.GPT2:
+    from .model import HFGPT2
+
+    return HFGPT2.build(config, device=device, dtype=dtype)
+
+
+@zoo.hookimpl
+def zoo_variants() -> list[zoo.Variant]:
+    return [
+        zoo.Variant(
+            name="hf",
+            build=build,
+            summary="Hugging Face transformers' GPT2LMHeadModel (the reference)",
+            capabilities=zoo.Capabilities(
+                devices=("cpu", "cuda"),
+                dtypes=("float32", "float64", "bfloat16"),
+                trainable=True,
+            ),
+            notes="Uses transformers' default attention (sdpa); its KV cache grows as it is written.",
+        )
+    ]
+
+

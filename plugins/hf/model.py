@@ -1,0 +1,107 @@
+"""The adapter from ``GPT2LMHeadModel`` to ``zoo.GPT2``."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+import zoo
+from zoo.weight_map import HF, TIED, from_canonical, to_canonical
+
+
+def _new_cache() -> Any:
+    from transformers import DynamicCache
+
+    return DynamicCache()
+
+
+def _cache_kwarg(model: nn.Module) -> str:
+    """transformers 5 renamed ``past_key_values`` to ``cache``; 4.x knows only the old name."""
+    return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
+
+
+class HFGPT2(nn.Module, zoo.GPT2):
+    def __init__(self, model: nn.Module, config: zoo.GPT2Config) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+        self._cache: Any = None
+        self._cache_len = 0
+        self.max_batch_size = 0
+        self.max_seq_length: int | None = None
+
+    @classmethod
+    def build(cls, config: zoo.GPT2Config, *, device: Any = "cpu", dtype: Any = None,
+              attn_implementation: str = "sdpa") -> HFGPT2:
+        from transformers import GPT2LMHeadModel
+
+        hf_config = config.to_hf()
+        hf_config._attn_implementation = attn_implementation
+        with torch.device("meta"):
+            model = GPT2LMHeadModel(hf_config)
+        model = model.to_empty(device=device).to(dtype or torch.float32)
+        model.tie_weights()
+        return cls(model, config).eval()
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.transformer.wte.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.transformer.wte.weight.dtype
+
+    def setup_caches(self, max_batch_size: int, max_seq_length: int) -> None:
+        if not 0 < max_seq_length <= self.config.n_positions or max_batch_size <= 0:
+            raise zoo.InvalidInputError(
+                f"setup_caches({max_batch_size}, {max_seq_length}): need max_batch_size > 0 and "
+                f"0 < max_seq_length <= n_positions={self.config.n_positions}"
+            )
+        self.max_batch_size, self.max_seq_length = max_batch_size, max_seq_length
+        self._cache, self._cache_len = _new_cache(), 0
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                input_pos: torch.Tensor | None = None) -> torch.Tensor:
+        zoo.check_inputs(self.config, input_ids, attention_mask, input_pos,
+                         max_seq_length=self.max_seq_length, max_batch_size=self.max_batch_size)
+        B, T = input_ids.shape
+        if input_pos is None:
+            positions = torch.arange(T, device=input_ids.device)
+            cache = None
+        else:
+            start = int(input_pos[0])
+            if start == 0:
+                self._cache, self._cache_len = _new_cache(), 0
+            expected = torch.arange(self._cache_len, self._cache_len + T, device=input_pos.device)
+            if not torch.equal(input_pos, expected):
+                raise zoo.CapabilityError(
+                    f"the hf variant's cache only grows: expected input_pos {expected.tolist()}, got "
+                    f"{input_pos.tolist()}; start again from position 0 to reset it"
+                )
+            positions, cache = input_pos, self._cache
+        if attention_mask is None:
+            position_ids = positions[None, :].expand(B, T)
+        else:
+            mask = attention_mask.long()
+            position_ids = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)[:, positions]
+        kwargs = {_cache_kwarg(self.model): cache} if cache is not None else {}
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         use_cache=cache is not None, **kwargs)
+        if cache is not None:
+            self._cache_len += T
+        return out.logits
+
+    def import_weights(self, weights: Mapping[str, Any]) -> None:
+        params = dict(self.model.named_parameters())  # lm_head.weight is tied: not listed
+        with torch.no_grad():
+            for key, tensor in from_canonical(weights, HF):
+                if key != TIED[0]:  # the same parameter as wte.weight
+                    params[key].copy_(torch.as_tensor(tensor))
+
+    def export_weights(self) -> dict[str, torch.Tensor]:
+        state = {k: p.detach() for k, p in self.model.named_parameters()}
+        return dict(to_canonical(state, self.config, HF))

@@ -1,0 +1,169 @@
+"""GPT-2 from scratch in plain PyTorch, in reading order: config, attention, MLP, block, model.
+
+Module names equal Hugging Face's (``wte``, ``wpe``, ``h.{i}.attn.c_attn``,
+``ln_f``), so the canonical state dict is this module's own. Unlike nanoGPT:
+GELU is the tanh approximation GPT-2 was trained with, the forward returns
+logits for every position, and the KV cache is static (gpt-fast's design).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import zoo
+
+
+class KVCache(nn.Module):
+    """Preallocated keys and values for one layer; ``update`` writes slots in place."""
+
+    def __init__(self, max_batch_size: int, max_seq_length: int, n_head: int, head_size: int,
+                 device: torch.device, dtype: torch.dtype) -> None:
+        super().__init__()
+        shape = (max_batch_size, n_head, max_seq_length, head_size)
+        self.register_buffer("k", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+
+    def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B = k.size(0)
+        self.k[:B, :, input_pos] = k
+        self.v[:B, :, input_pos] = v
+        return self.k[:B], self.v[:B]  # (B, nh, S, hs)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: zoo.GPT2Config) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.n_embd = config.n_embd
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)  # q, k, v for all heads at once
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.kv_cache: KVCache | None = None
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, input_pos: torch.Tensor | None) -> torch.Tensor:
+        B, T, C = x.size()  # batch, tokens, n_embd
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        hs = C // self.n_head
+        q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        if input_pos is not None:
+            assert self.kv_cache is not None
+            k, v = self.kv_cache.update(input_pos, k, v)  # (B, nh, S, hs)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, T, S)
+        # a large finite fill keeps rows with nothing to attend to (padding) finite
+        att = att.masked_fill(~allowed, torch.finfo(att.dtype).min)
+        att = F.softmax(att, dim=-1)
+        y = att @ v  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble all heads side by side
+        return self.c_proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, config: zoo.GPT2Config) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))  # GPT-2's GELU is the tanh one
+
+
+class Block(nn.Module):
+    def __init__(self, config: zoo.GPT2Config) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, input_pos: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), allowed, input_pos)  # pre-norm residual stream
+        x = x + self.mlp(self.ln_2(x))
+        return x
+
+
+class GPT(nn.Module, zoo.GPT2):
+    def __init__(self, config: zoo.GPT2Config) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # token embedding
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd)  # position embedding
+        self.h = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # weight tying, as GPT-2 was trained
+        self.max_batch_size = 0
+        self.max_seq_length: int | None = None
+
+    @classmethod
+    def build(cls, config: zoo.GPT2Config, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> GPT:
+        """Allocate without initialising; ``zoo.load`` imports the weights."""
+        with torch.device("meta"):
+            model = cls(config)
+        model.to_empty(device=device).to(dtype)
+        model.lm_head.weight = model.wte.weight  # to_empty() re-creates the parameters
+        return model.eval()  # GPT-2's default dropout does not exist here, but be explicit
+
+    @property
+    def device(self) -> torch.device:
+        return self.wte.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.wte.weight.dtype
+
+    def setup_caches(self, max_batch_size: int, max_seq_length: int) -> None:
+        if not 0 < max_seq_length <= self.config.n_positions:
+            raise zoo.InvalidInputError(
+                f"max_seq_length={max_seq_length} must be in [1, n_positions={self.config.n_positions}]"
+            )
+        if max_batch_size <= 0:
+            raise zoo.InvalidInputError(f"max_batch_size={max_batch_size} must be positive")
+        self.max_batch_size, self.max_seq_length = max_batch_size, max_seq_length
+        for block in self.h:
+            block.attn.kv_cache = KVCache(max_batch_size, max_seq_length, self.config.n_head,
+                                          self.config.head_size, self.device, self.dtype)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                input_pos: torch.Tensor | None = None) -> torch.Tensor:
+        zoo.check_inputs(self.config, input_ids, attention_mask, input_pos,
+                         max_seq_length=self.max_seq_length, max_batch_size=self.max_batch_size)
+        B, T = input_ids.size()
+        device = input_ids.device
+        if input_pos is None:
+            query_slots = torch.arange(T, device=device)  # (T,)
+            key_slots = query_slots  # (T,)
+        else:
+            query_slots = input_pos
+            key_slots = torch.arange(self.max_seq_length, device=device)  # (S,)
+        allowed = key_slots[None, :] <= query_slots[:, None]  # causal mask (T, S)
+        allowed = allowed[None, None]  # (1, 1, T, S)
+        if attention_mask is None:
+            pos = query_slots[None, :].expand(B, T)  # (B, T)
+        else:
+            mask = attention_mask.bool()  # (B, L): L = T, or slots written so far
+            pos = (mask.long().cumsum(-1) - 1).masked_fill(~mask, 1)  # as Hugging Face's generate
+            pos = pos[:, query_slots]  # (B, T)
+            keys = F.pad(mask, (0, allowed.size(-1) - mask.size(-1)))  # (B, S)
+            allowed = allowed & keys[:, None, None, :]  # (B, 1, T, S)
+        x = self.wte(input_ids) + self.wpe(pos)  # (B, T, C)
+        for block in self.h:
+            x = block(x, allowed, input_pos)
+        x = self.ln_f(x)
+        return self.lm_head(x)  # (B, T, vocab_size), every position
+
+    def import_weights(self, weights: Mapping[str, Any]) -> None:
+        params = dict(self.named_parameters())  # lm_head.weight is wte.weight: listed once
+        with torch.no_grad():
+            for name in weights:
+                params[name].copy_(torch.as_tensor(weights[name]))
+
+    def export_weights(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach() for name, p in self.named_parameters()}

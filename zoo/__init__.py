@@ -1,0 +1,75 @@
+"""gpt2-zoo: GPT-2 implementations behind one interface, and the evidence that each is still GPT-2.
+
+>>> import zoo
+>>> "pure" in zoo.list_variants()
+True
+"""
+
+from __future__ import annotations
+
+from ._config import PRESETS, GPT2Config
+from ._errors import (
+    BrokenPluginError,
+    CapabilityError,
+    ConfigError,
+    DuplicateVariantError,
+    InvalidInputError,
+    TokenizerError,
+    UnknownVariantError,
+    WeightsError,
+    WeightsMismatchError,
+    WeightsSourceError,
+    ZooError,
+)
+from ._generate import generate, stream
+from ._inputs import check_inputs
+from ._interface import GPT2, Capabilities, Tolerances, Variant
+from ._load import load
+from ._registry import (
+    broken_plugins,
+    get_variant,
+    list_variants,
+    plugin_manager,
+    register,
+    unregister,
+)
+from ._tokenizer import get_tokenizer
+from ._weights import open_weights, random_weights
+from .hookspec import hookimpl
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GPT2",
+    "PRESETS",
+    "BrokenPluginError",
+    "Capabilities",
+    "CapabilityError",
+    "ConfigError",
+    "DuplicateVariantError",
+    "GPT2Config",
+    "InvalidInputError",
+    "TokenizerError",
+    "Tolerances",
+    "UnknownVariantError",
+    "Variant",
+    "WeightsError",
+    "WeightsMismatchError",
+    "WeightsSourceError",
+    "ZooError",
+    "__version__",
+    "broken_plugins",
+    "check_inputs",
+    "generate",
+    "get_tokenizer",
+    "get_variant",
+    "hookimpl",
+    "list_variants",
+    "load",
+    "open_weights",
+    "plugin_manager",
+    "random_weights",
+    "register",
+    "stream",
+    "unregister",
+]

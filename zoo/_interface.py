@@ -1,0 +1,135 @@
+"""The GPT-2 interface every variant implements, and what a variant declares about itself."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._config import GPT2Config
+from ._errors import CapabilityError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["GPT2", "Capabilities", "Tolerances", "Variant"]
+
+
+class GPT2(abc.ABC):
+    """A GPT-2 language model: the contract between a variant and the zoo.
+
+    Shapes: ``B`` batch, ``T`` tokens in this call, ``V`` vocabulary,
+    ``S`` the ``max_seq_length`` given to :meth:`setup_caches`.
+
+    **Full-sequence forward.** ``model(input_ids)`` with ``input_ids [B, T]``
+    int64 returns ``logits [B, T, V]`` for *every* position (not only the
+    last). With ``attention_mask [B, T]`` (1 = token, 0 = padding), batches are
+    left-padded: positions are ``cumsum(mask) - 1`` as Hugging Face's
+    ``generate`` computes them, padded keys are never attended to, and logits at
+    padded positions are unspecified but finite.
+
+    **Incremental decoding.** After ``setup_caches(max_batch_size,
+    max_seq_length)`` has allocated a static KV cache, ``model(input_ids,
+    input_pos=pos)`` with ``pos [T]`` int64 writes the keys and values of the
+    ``T`` tokens at cache slots ``pos`` and attends to every slot ``<= pos[t]``;
+    prefill is ``pos = arange(T0)``, each decode step ``pos = tensor([t])``. An
+    ``attention_mask [B, pos[-1] + 1]`` then covers every slot written so far.
+
+    **Weights.** :meth:`import_weights` takes a canonical state dict (see
+    ``zoo.weight_map``), possibly lazy: read each tensor once and copy it in,
+    so that loading never holds two full copies. :meth:`export_weights` returns
+    one.
+
+    Bad input raises :class:`zoo.InvalidInputError` (``zoo.check_inputs`` does
+    every check); asking for an undeclared capability raises
+    :class:`zoo.CapabilityError`.
+    """
+
+    config: GPT2Config
+
+    @abc.abstractmethod
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        input_pos: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``input_ids [B, T]`` -> ``logits [B, T, V]``; see the class docstring."""
+
+    def __call__(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        input_pos: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.forward(input_ids, attention_mask=attention_mask, input_pos=input_pos)
+
+    def setup_caches(self, max_batch_size: int, max_seq_length: int) -> None:
+        """Allocate (or reset) a static KV cache for up to ``max_batch_size`` x ``max_seq_length``."""
+        raise CapabilityError(f"{type(self).__name__} has no KV cache; run full forwards instead")
+
+    @abc.abstractmethod
+    def import_weights(self, weights: Mapping[str, Any]) -> None:
+        """Copy a canonical state dict (``lm_head`` tied, ``nn.Linear`` orientation) into the model."""
+
+    @abc.abstractmethod
+    def export_weights(self) -> dict[str, Any]:
+        """The model's weights as a canonical state dict."""
+
+    @property
+    @abc.abstractmethod
+    def device(self) -> torch.device: ...
+
+    @property
+    @abc.abstractmethod
+    def dtype(self) -> torch.dtype: ...
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a variant supports; the conformance harness checks exactly these."""
+
+    devices: tuple[str, ...] = ("cpu",)  # device types: "cpu", "cuda"
+    dtypes: tuple[str, ...] = ("float32",)  # torch dtype names; the first is the default
+    exact: bool = True  # same arithmetic as GPT-2 up to rounding (False: quantised and the like)
+    kv_cache: bool = True  # setup_caches() and forward(..., input_pos=...)
+    padding: bool = True  # attention_mask for left-padded batches
+    trainable: bool = False  # gradients flow to every parameter
+    lossless_weights: bool = True  # export_weights(import_weights(w)) == w exactly
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """How close a variant must stay to Hugging Face; read by the conformance harness.
+
+    Exact variants: the max-abs logit error against Hugging Face in float64
+    must stay within ``error_factor`` times Hugging Face's own error at the
+    same dtype on the same example, plus ``abs_floor[dtype]``. Approximate
+    variants are held to the distribution-level bounds instead.
+    """
+
+    error_factor: float = 4.0
+    abs_floor: Mapping[str, float] = field(
+        default_factory=lambda: {"float64": 1e-10, "float32": 1e-5, "bfloat16": 5e-2}
+    )
+    max_kl: float | None = None  # mean KL(hf || variant) of next-token distributions, nats
+    min_top1: float | None = None  # fraction of positions whose argmax agrees
+    max_rel_logit_error: float | None = None  # ||variant - hf|| / ||hf|| over all logits
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named GPT-2 implementation, as plugins declare it to the zoo.
+
+    ``build(config, device=..., dtype=...)`` returns a randomly initialised
+    model (seeded by the caller through ``torch.manual_seed``) in eval mode.
+    """
+
+    name: str
+    build: Callable[..., GPT2]
+    summary: str
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    notes: str = ""  # anything a user should know before choosing it (first-call cost...)
+    source: str = ""  # set by the registry: the distribution or place that registered it

@@ -1,0 +1,92 @@
+"""``zoo.load``: a variant by name, with weights from anywhere the zoo can read."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ._config import GPT2Config
+from ._errors import CapabilityError
+from ._interface import GPT2
+from ._registry import get_variant
+from ._weights import open_weights, random_weights
+
+__all__ = ["load", "resolve_dtype"]
+
+log = logging.getLogger("zoo")
+
+
+def resolve_dtype(dtype: Any, allowed: tuple[str, ...], variant: str) -> Any:
+    """A ``torch.dtype`` from a dtype or its name, checked against a variant's declared dtypes."""
+    import torch
+
+    if dtype is None:
+        name = allowed[0]
+    elif isinstance(dtype, torch.dtype):
+        name = str(dtype).removeprefix("torch.")
+    else:
+        name = {"fp32": "float32", "fp64": "float64", "bf16": "bfloat16", "float": "float32",
+                "double": "float64"}.get(str(dtype), str(dtype))
+    if name not in allowed:
+        raise CapabilityError(
+            f"variant {variant!r} does not support dtype {name!r}; it offers {', '.join(allowed)}"
+        )
+    return getattr(torch, name)
+
+
+def _resolve_device(device: Any, allowed: tuple[str, ...], variant: str) -> Any:
+    import torch
+
+    dev = torch.device(device if device is not None else "cpu")
+    if dev.type not in allowed:
+        raise CapabilityError(
+            f"variant {variant!r} does not run on {dev.type!r}; it offers {', '.join(allowed)}"
+        )
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CapabilityError("device 'cuda' was asked for but torch sees no CUDA GPU; use device='cpu'")
+    return dev
+
+
+def load(
+    name: str,
+    weights: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    *,
+    config: GPT2Config | str | None = None,
+    device: Any = None,
+    dtype: Any = None,
+    seed: int = 0,
+    layout: str | None = None,
+    revision: str | None = None,
+) -> GPT2:
+    """Build variant ``name`` and load weights into it.
+
+    :param weights: a Hugging Face hub id (``"gpt2"``, ``"openai-community/gpt2"``),
+        a ``save_pretrained`` folder, a ``.safetensors`` file, a ``.bin``/``.pt``
+        state dict, a nanoGPT checkpoint, an in-memory state dict, or ``None``
+        for GPT-2's random initialisation from ``seed``.
+    :param config: a :class:`GPT2Config` or preset name; taken from the weights
+        when they carry one, GPT-2 small (124M) for random weights.
+    :param device: ``"cpu"`` (default), ``"cuda"``...; checked against the variant.
+    :param dtype: a ``torch.dtype`` or its name; the variant's first declared dtype by default.
+    :param layout: key layout of a bare state dict: ``hf`` (default), ``nanogpt``, ``canonical``.
+    :returns: the model, in eval mode.
+    """
+    variant = get_variant(name)
+    caps = variant.capabilities
+    torch_device = _resolve_device(device, caps.devices, name)
+    torch_dtype = resolve_dtype(dtype, caps.dtypes, name)
+    if isinstance(config, str):
+        config = GPT2Config.preset(config)
+    start = time.perf_counter()
+    if weights is None:
+        config = config or GPT2Config()
+        canonical = random_weights(config, seed)
+    else:
+        config, canonical = open_weights(weights, config=config, layout=layout, revision=revision)
+    model = variant.build(config, device=torch_device, dtype=torch_dtype)
+    model.import_weights(canonical)
+    log.info("loaded %s (%s) in %.2fs", name, config, time.perf_counter() - start)
+    return model
