@@ -7,7 +7,7 @@ import codecs
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -127,13 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default=None, help="float32, float64, bfloat16 (default: the variant's first)")
     p.set_defaults(func=cmd_generate)
 
-    for extend in EXTENSIONS:
-        extend(sub)
     return parser
-
-
-#: Functions that add further sub-commands (``zoo check``...) to the parser.
-EXTENSIONS: list[Callable[[Any], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

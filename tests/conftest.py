@@ -1,0 +1,19 @@
+"""Shared test set-up: one torch thread, so tests are deterministic and do not fight over cores."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(int(os.environ.get("ZOO_TEST_THREADS", "1")))
+os.environ.setdefault("ZOO_OFFLINE", "1")  # the tokenizer never tries the network in tests
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def small_config():
+    import zoo
+
+    return zoo.GPT2Config(vocab_size=300, n_positions=64, n_embd=64, n_layer=2, n_head=4)
