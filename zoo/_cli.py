@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import fnmatch
 import json
 import logging
+import math
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 from . import __version__
-from ._errors import ZooError
-from ._registry import broken_plugins, get_variant, list_variants
+from ._config import PRESETS, GPT2Config
+from ._errors import CapabilityError, ConfigError, InvalidInputError, ZooError
+from ._registry import _natural_key, broken_plugins, distribution_of, get_variant, list_variants
 
 __all__ = ["main"]
 
+EOT = "<|endoftext|>"
 
-def _capabilities(name: str) -> dict[str, Any]:
-    return asdict(get_variant(name).capabilities)
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr (exit status 2), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def _caps_text(caps: dict[str, Any]) -> str:
@@ -27,17 +37,22 @@ def _caps_text(caps: dict[str, Any]) -> str:
     return f"{','.join(caps['devices'])} | {','.join(caps['dtypes'])} | {' '.join(flags)}"
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def _rows(pattern: str | None) -> list[dict[str, Any]]:
     rows = []
-    broken = {b.name: b for b in broken_plugins()}
-    for name in list_variants(args.pattern, include_broken=True):
-        if name in broken:
-            rows.append({"name": name, "status": "broken", "source": broken[name].source,
-                         "error": broken[name].message, "summary": "", "capabilities": None})
-        else:
-            v = get_variant(name)
-            rows.append({"name": name, "status": "ok", "source": v.source, "error": None,
-                         "summary": v.summary, "capabilities": asdict(v.capabilities)})
+    for name in list_variants(pattern):
+        v = get_variant(name)
+        rows.append({"name": name, "status": "ok", "summary": v.summary,
+                     "distribution": distribution_of(name), "source": v.source, "error": None,
+                     "capabilities": asdict(v.capabilities)})
+    for b in broken_plugins():
+        if pattern is None or fnmatch.fnmatchcase(b.name, pattern.lower()):
+            rows.append({"name": b.name, "status": "broken", "summary": "", "distribution": None,
+                         "source": b.source, "error": b.message, "capabilities": None})
+    return sorted(rows, key=lambda r: _natural_key(r["name"]))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = _rows(args.pattern)
     if args.json:
         print(json.dumps(rows, indent=2, default=list))
         return 0
@@ -58,9 +73,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     v = get_variant(args.name)
     print(f"{v.name}: {v.summary}")
+    print(f"  distribution: {distribution_of(v.name) or '(registered at run time)'}")
     print(f"  source:       {v.source}")
     for key, value in asdict(v.capabilities).items():
-        print(f"  {key + ':':<13} {', '.join(value) if isinstance(value, tuple) else value}")
+        print(f"  {key + ':':<13} {', '.join(value) if isinstance(value, (tuple, list)) else value}")
     tol = asdict(v.tolerances)
     print(f"  tolerances:   {', '.join(f'{k}={val}' for k, val in tol.items() if val is not None)}")
     if v.notes:
@@ -68,36 +84,91 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(text: str | None) -> GPT2Config | None:
+    """``--config``: a preset name, or a Hugging Face ``config.json`` (or the folder holding one)."""
+    if text is None or text in PRESETS or text.removeprefix("openai-community/") in PRESETS:
+        return None if text is None else GPT2Config.preset(text)
+    path = Path(text)
+    if path.is_dir():
+        path = path / "config.json"
+    if path.suffix == ".json" or path.exists():
+        return GPT2Config.from_json_file(path)
+    raise ConfigError(
+        f"--config {text!r} is neither a preset ({', '.join(PRESETS)}) nor a config.json file"
+    )
+
+
+def _device(text: str) -> str:
+    import torch
+
+    try:
+        torch.device(text)
+    except RuntimeError as exc:
+        raise CapabilityError(f"--device {text!r} is not a device torch knows ({exc}); try cpu or cuda") from None
+    return text
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from ._generate import stream
     from ._load import load
     from ._tokenizer import get_tokenizer
 
+    config = _config(args.config)
+    device = _device(args.device)
     weights = None if args.weights == "random" else args.weights
-    if weights is None:
-        print("zoo: note: random weights (--weights random): the text will be gibberish", file=sys.stderr)
-    model = load(args.name, weights, config=args.config, device=args.device, dtype=args.dtype, seed=args.seed)
-    enc = get_tokenizer()
-    prompt = enc.encode(args.prompt, allowed_special={"<|endoftext|>"})
+    enc = get_tokenizer()  # before the model: a broken tokenizer should fail fast
+    model = load(args.name, weights, config=config, device=device, dtype=args.dtype, seed=args.seed)
+    prompt = enc.encode(args.prompt, allowed_special={EOT})
     if not prompt:
         prompt = [model.config.eos_token_id]
+    if max(prompt) >= model.config.vocab_size:
+        raise InvalidInputError(
+            f"the prompt has token id {max(prompt)}, beyond this model's vocab_size="
+            f"{model.config.vocab_size}; GPT-2's tokenizer needs vocab_size >= {enc.n_vocab}"
+        )
+    steps = stream(model, [prompt], args.max_new_tokens, temperature=args.temperature,  # checks arguments
+                   top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    if weights is None:
+        print("zoo: note: random weights (--weights random): the text will be gibberish", file=sys.stderr)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     out = sys.stdout
     out.write(args.prompt)
     out.flush()
-    for step in stream(model, [prompt], args.max_new_tokens, temperature=args.temperature,
-                       top_k=args.top_k, top_p=args.top_p, seed=args.seed):
+    for step in steps:
         token = step[0]
         if token is None or token == model.config.eos_token_id:
             break
         out.write(decoder.decode(enc.decode_single_token_bytes(token)))
         out.flush()
     out.write(decoder.decode(b"", final=True) + "\n")
+    out.flush()
     return 0
 
 
+def _checked(kind: Callable[[str], Any], what: str, ok: Callable[[Any], bool]) -> Callable[[str], Any]:
+    """An argparse type that also checks the value's range, naming the rule when it fails."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+_NON_NEGATIVE_INT = _checked(int, "an int >= 0", lambda v: v >= 0)
+_POSITIVE_INT = _checked(int, "an int >= 1", lambda v: v >= 1)
+_TEMPERATURE = _checked(float, "a number >= 0", lambda v: math.isfinite(v) and v >= 0)
+_PROBABILITY = _checked(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zoo", description="GPT-2 implementations behind one interface.")
+    parser = _Parser(prog="zoo", description="GPT-2 implementations behind one interface.")
     parser.add_argument("--version", action="version", version=f"gpt2-zoo {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the zoo does")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -116,23 +187,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="gpt2",
                    help="hub id, save_pretrained folder, .safetensors, .bin/.pt or nanoGPT checkpoint; "
                         "'random' for random weights (default: gpt2)")
-    p.add_argument("--config", default=None, help="preset for --weights random (default: gpt2)")
+    p.add_argument("--config", default=None,
+                   help="preset name or config.json path; for --weights random (default: gpt2), "
+                        "or to override the config the weights carry")
     p.add_argument("--prompt", required=True)
-    p.add_argument("--max-new-tokens", type=int, default=50)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 (default) is greedy")
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=_NON_NEGATIVE_INT, default=50)
+    p.add_argument("--temperature", type=_TEMPERATURE, default=0.0, help="0 (default) is greedy")
+    p.add_argument("--top-k", type=_POSITIVE_INT, default=None, help="sample from the k likeliest tokens")
+    p.add_argument("--top-p", type=_PROBABILITY, default=None, help="nucleus sampling: keep this much mass")
+    p.add_argument("--seed", type=_NON_NEGATIVE_INT, default=0, help="for sampling and random weights")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default=None, help="float32, float64, bfloat16 (default: the variant's first)")
     p.set_defaults(func=cmd_generate)
 
+    from conformance.cli import add_parser as add_check_parser  # the harness lives in its own package
+    add_check_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already reported in one line
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="zoo: %(levelname)s: %(message)s")
     try:
@@ -143,5 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # `zoo list | head`: stop quietly, and keep Python's exit flush quiet too
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a file the user named cannot be read (permissions, a directory...)
+        print(f"zoo: error: {exc}", file=sys.stderr)
+        return 1

@@ -15,7 +15,9 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -28,6 +30,8 @@ __all__ = [
     "DISABLE_AUTOLOAD_ENV",
     "DISTRIBUTION",
     "BrokenPlugin",
+    "broken_plugins",
+    "distribution_of",
     "get_variant",
     "list_variants",
     "plugin_manager",
@@ -59,6 +63,10 @@ def _natural_key(name: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name.lower())]
 
 
+def _normalize(dist_name: str) -> str:
+    return re.sub(r"[-_.]+", "-", dist_name).lower()
+
+
 def _autoload_disabled() -> bool:
     return os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
@@ -69,93 +77,137 @@ def _entry_point_source(ep: importlib.metadata.EntryPoint) -> str:
     return f"{dist.name} {dist.version} ({where})" if dist is not None else where
 
 
+def _install_root() -> Path:
+    """The folder holding this distribution's top-level packages (``zoo``, ``plugins``...)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def _check_builtin_origin(ep: importlib.metadata.EntryPoint, plugin: object) -> None:
+    """A built-in plugin must come from this distribution, not from another top-level ``plugins``."""
+    file = getattr(plugin, "__file__", None)
+    root = _install_root()
+    if file is None or not Path(file).resolve().is_relative_to(root):
+        raise BrokenPluginError(
+            f"built-in plugin {ep.value!r} was imported from {file or 'nowhere'}, not from {DISTRIBUTION} "
+            f"in {root}: another top-level package named {ep.value.split('.')[0]!r} shadows it on sys.path; "
+            "rename that package or run from another directory"
+        )
+
+
 class _Registry:
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(hookspec.PROJECT)
         self.pm.add_hookspecs(hookspec)
         self.variants: dict[str, Variant] = {}
-        self.broken: dict[str, BrokenPlugin] = {}
-        self._load_entry_points()
+        self.distributions: dict[str, str | None] = {}  # variant name -> distribution that provides it
+        self.broken: dict[str, BrokenPlugin] = {}  # failed plugins (entry-point name), clashing names
 
     # -- discovery ------------------------------------------------------------------
-    def _load_entry_points(self) -> None:
+    def load_entry_points(self) -> None:
         disabled = _autoload_disabled()
         for ep in importlib.metadata.entry_points(group=hookspec.PROJECT):
-            builtin = ep.dist is not None and ep.dist.name == DISTRIBUTION
+            dist = ep.dist.name if ep.dist is not None else None
+            builtin = dist is not None and _normalize(dist) == DISTRIBUTION
             if disabled and not builtin:
                 log.debug("not loading plugin %s: %s is set", ep.name, DISABLE_AUTOLOAD_ENV)
                 continue
             source = _entry_point_source(ep)
-            if self.pm.has_plugin(ep.name) or ep.name in self.broken:
-                continue  # the same distribution seen twice on sys.path
+            # pluggy's name for the plugin: two distributions may use the same entry-point name
+            plugin_name = ep.name if builtin else f"{dist}:{ep.name}"
+            if self.pm.has_plugin(plugin_name) or self.pm.is_blocked(plugin_name):
+                continue
             try:
                 plugin = ep.load()
-                self.pm.register(plugin, name=ep.name)
-            except Exception as exc:
+                if builtin:
+                    _check_builtin_origin(ep, plugin)
+                self.pm.register(plugin, name=plugin_name)
+            except (Exception, SystemExit) as exc:  # a broken plugin must not break the zoo
                 self._mark_broken(ep.name, source, exc)
+                self.pm.set_blocked(plugin_name)
                 continue
-            self._check_hooks(ep.name, source)
-            if self.pm.has_plugin(ep.name):
-                self._collect(ep.name, source)
+            if self._check_hooks(plugin_name, ep.name, source):
+                self._collect(plugin_name, ep.name, source, dist)
 
-    def _check_hooks(self, plugin_name: str, source: str) -> None:
+    def _check_hooks(self, plugin_name: str, label: str, source: str) -> bool:
         """A misspelled hook fails loudly: the plugin is unregistered and listed as broken."""
+        plugin = self.pm.get_plugin(plugin_name)
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
-            plugin = self.pm.get_plugin(plugin_name)
-            hooks = [n for n in dir(plugin) if n.startswith(hookspec.PROJECT + "_")]
-            unknown = [n for n in hooks if not hasattr(hookspec, n)]
             known = [n for n in dir(hookspec) if n.startswith(hookspec.PROJECT + "_")]
-            hints = [
-                f"{n!r} (did you mean {difflib.get_close_matches(n, known, 1, 0.5)[0]!r}?)"
-                if difflib.get_close_matches(n, known, 1, 0.5)
-                else repr(n)
-                for n in unknown
-            ]
-            self.pm.unregister(name=plugin_name)
-            self._mark_broken(
-                plugin_name,
-                source,
-                BrokenPluginError(
-                    f"plugin {plugin_name!r} implements unknown hook {', '.join(hints)}; "
-                    f"the hooks are: {', '.join(known)} ({exc})"
-                ),
-            )
+            unknown = [
+                n for n in dir(plugin)
+                if n.startswith(hookspec.PROJECT + "_") and n not in known
+                and self.pm.parse_hookimpl_opts(plugin, n) is not None
+            ] or [str(exc)]
+            hints = []
+            for n in unknown:
+                close = difflib.get_close_matches(n, known, 1, 0.5)
+                hints.append(f"{n!r} (did you mean {close[0]!r}?)" if close else repr(n))
+            self._unregister(plugin_name)
+            self._mark_broken(label, source, BrokenPluginError(
+                f"plugin {label!r} implements unknown hook {', '.join(hints)}; "
+                f"the zoo's hooks are: {', '.join(known)}"
+            ))
+            return False
+        if not self.pm.get_hookcallers(plugin):
+            self._unregister(plugin_name)
+            self._mark_broken(label, source, BrokenPluginError(
+                f"plugin {label!r} implements no zoo hook; mark its zoo_variants() function "
+                "with @zoo.hookimpl"
+            ))
+            return False
+        return True
 
-    def _collect(self, plugin_name: str, source: str) -> None:
+    def _unregister(self, plugin_name: str) -> None:
+        self.pm.unregister(name=plugin_name)
+        self.pm.set_blocked(plugin_name)
+
+    def _collect(self, plugin_name: str, label: str, source: str, dist: str | None) -> None:
         plugin = self.pm.get_plugin(plugin_name)
         impls = [i for i in self.pm.hook.zoo_variants.get_hookimpls() if i.plugin is plugin]
-        for impl in impls:
-            try:
-                declared = list(impl.function())
-                for variant in declared:
+        declared: list[Variant] = []
+        try:
+            for impl in impls:
+                result = impl.function()  # the spec has no arguments (yet)
+                if isinstance(result, Variant) or not isinstance(result, Iterable):
+                    raise TypeError(
+                        f"zoo_variants() must return a list of zoo.Variant, got {type(result).__name__}"
+                    )
+                for variant in result:
                     if not isinstance(variant, Variant):
                         raise TypeError(
                             f"zoo_variants() must return zoo.Variant objects, got {type(variant).__name__}"
                         )
-            except Exception as exc:
-                self._mark_broken(plugin_name, source, exc)
-                return
-            for variant in declared:
-                self._add(replace(variant, source=source))
+                    declared.append(variant)
+        except Exception as exc:
+            self._mark_broken(label, source, exc)
+            return
+        for variant in declared:
+            self._add(replace(variant, source=source), dist)
 
     def _mark_broken(self, name: str, source: str, error: BaseException) -> None:
         log.warning("zoo plugin %r is broken: %s: %s", name, type(error).__name__, error)
         self.broken[name] = BrokenPlugin(name, source, error)
 
-    def _add(self, variant: Variant, *, raise_on_clash: bool = False) -> None:
+    def clash(self, name: str) -> DuplicateVariantError | None:
+        broken = self.broken.get(name)
+        return broken.error if broken is not None and isinstance(broken.error, DuplicateVariantError) else None
+
+    def _add(self, variant: Variant, dist: str | None, *, raise_on_clash: bool = False) -> None:
         name = variant.name
         if not isinstance(name, str) or not _NAME.match(name):
             error = ValueError(
-                f"invalid variant name {name!r}: use lower-case letters, digits, '.', '_' and '-'"
+                f"invalid variant name {name!r}: use lower-case letters, digits, '.', '_' and '-', "
+                "starting with a letter or digit"
             )
             if raise_on_clash:
                 raise error
             self._mark_broken(str(name), variant.source, error)
             return
         other = self.variants.get(name)
-        if other is not None or name in self.broken:
+        clash = self.clash(name)
+        if other is not None or clash is not None:
             first = other.source if other is not None else self.broken[name].source
             error = DuplicateVariantError(
                 f"variant {name!r} is registered twice: by {first} and by {variant.source}; "
@@ -164,12 +216,14 @@ class _Registry:
             if raise_on_clash:
                 raise error
             self.variants.pop(name, None)
+            self.distributions.pop(name, None)
             self._mark_broken(name, first, error)
             return
         self.variants[name] = variant
+        self.distributions[name] = dist
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _registry: _Registry | None = None
 
 
@@ -177,7 +231,10 @@ def _get() -> _Registry:
     global _registry
     with _lock:
         if _registry is None:
+            # published before discovery, so a plugin that asks the zoo while it is imported
+            # sees the variants found so far instead of starting discovery again
             _registry = _Registry()
+            _registry.load_entry_points()
         return _registry
 
 
@@ -194,17 +251,19 @@ def plugin_manager() -> pluggy.PluginManager:
 
 
 def list_variants(pattern: str | None = None, *, include_broken: bool = False) -> list[str]:
-    """Names of the registered variants, naturally sorted.
+    """Names of the registered variants, naturally sorted (``v2`` before ``v10``).
 
-    :param pattern: shell-style wildcard (``"quant*"``); ``None`` lists all.
-    :param include_broken: also list names whose plugin is broken.
+    :param pattern: shell-style wildcard (``"quant*"``, ``"?f"``, ``"[ph]*"``),
+        matched case-insensitively; ``None`` lists all.
+    :param include_broken: also list the names of broken plugins and of names
+        claimed twice (:func:`broken_plugins` says why).
     """
     reg = _get()
     names = set(reg.variants)
     if include_broken:
         names |= set(reg.broken)
     if pattern is not None:
-        names = {n for n in names if fnmatch.fnmatchcase(n, pattern)}
+        names = {n for n in names if fnmatch.fnmatchcase(n, pattern.lower())}
     return sorted(names, key=_natural_key)
 
 
@@ -212,6 +271,12 @@ def broken_plugins() -> list[BrokenPlugin]:
     """Plugins that failed to import or to declare variants, and names claimed twice."""
     reg = _get()
     return [reg.broken[n] for n in sorted(reg.broken, key=_natural_key)]
+
+
+def distribution_of(name: str) -> str | None:
+    """The distribution that provides variant ``name`` (``None``: registered at run time)."""
+    get_variant(name)
+    return _get().distributions.get(name)
 
 
 def get_variant(name: str) -> Variant:
@@ -232,7 +297,7 @@ def get_variant(name: str) -> Variant:
             f"variant plugin {name!r} from {broken.source} is broken: {broken.message}"
         ) from broken.error
     known = list_variants(include_broken=True)
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
     raise UnknownVariantError(
         f"no variant named {name!r}; {hint}known variants: {', '.join(known) or 'none'} "
@@ -243,20 +308,33 @@ def get_variant(name: str) -> Variant:
 def register(variant: Variant) -> Variant:
     """Add a variant defined at run time (in a notebook, a test) and return it.
 
+    Its ``source`` says where it was registered unless it names one itself.
+
     :raises DuplicateVariantError: if the name is taken, naming both sources.
     """
     if not isinstance(variant, Variant):
         raise TypeError(f"register() takes a zoo.Variant, got {type(variant).__name__}")
-    caller = inspect.stack()[1]
-    source = variant.source or f"registered at run time from {caller.filename}:{caller.lineno}"
-    variant = replace(variant, source=source)
-    _get()._add(variant, raise_on_clash=True)
+    if not callable(variant.build):
+        raise TypeError(f"Variant {variant.name!r}: build must be callable, got {type(variant.build).__name__}")
+    if not variant.source:
+        caller = inspect.currentframe()
+        caller = caller.f_back if caller is not None else None
+        where = f"{caller.f_code.co_filename}:{caller.f_lineno}" if caller is not None else "unknown"
+        variant = replace(variant, source=f"registered at run time from {where}")
+    reg = _get()
+    with _lock:
+        reg._add(variant, None, raise_on_clash=True)
     return variant
 
 
 def unregister(name: str) -> Variant:
-    """Remove a variant registered with :func:`register` (or any other) and return it."""
+    """Remove a variant (one added by :func:`register`, or any other) and return it.
+
+    :raises UnknownVariantError: if no variant has that name.
+    """
     reg = _get()
-    if name not in reg.variants:
-        get_variant(name)  # raises the helpful error
-    return reg.variants.pop(name)
+    with _lock:
+        if name not in reg.variants:
+            get_variant(name)  # raises the helpful error
+        reg.distributions.pop(name, None)
+        return reg.variants.pop(name)
