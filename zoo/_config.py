@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import math
+import numbers
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -34,10 +37,12 @@ class GPT2Config:
         problems = []
         for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 problems.append(f"{name}={value!r} must be an int")
             elif value <= 0:
                 problems.append(f"{name}={value} must be positive")
+            else:  # NumPy and other integers become plain ints, so configs compare and hash alike
+                object.__setattr__(self, name, int(value))
         if not problems and self.n_embd % self.n_head:
             divisors = [h for h in range(1, self.n_embd + 1) if self.n_embd % h == 0]
             near = sorted(divisors, key=lambda h: abs(h - self.n_head))[:3]
@@ -46,10 +51,15 @@ class GPT2Config:
                 f"choose n_head from {sorted(near)} or change n_embd"
             )
         eps = self.layer_norm_epsilon
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 < eps < 1:
             problems.append(f"layer_norm_epsilon={eps!r} must be a float in (0, 1); GPT-2 uses 1e-5")
+        std = self.initializer_range
+        if isinstance(std, bool) or not isinstance(std, numbers.Real) or not (std >= 0 and math.isfinite(std)):
+            problems.append(f"initializer_range={std!r} must be a finite float >= 0; GPT-2 uses 0.02")
         if problems:
             raise ConfigError("invalid GPT2Config: " + "; ".join(problems))
+        object.__setattr__(self, "layer_norm_epsilon", float(eps))
+        object.__setattr__(self, "initializer_range", float(std))
 
     @property
     def head_size(self) -> int:
@@ -78,7 +88,9 @@ class GPT2Config:
         """One of ``gpt2``, ``gpt2-medium``, ``gpt2-large``, ``gpt2-xl`` (an ``openai-community/`` prefix is allowed)."""
         key = name.removeprefix("openai-community/")
         if key not in PRESETS:
-            raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+            close = difflib.get_close_matches(key, PRESETS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"unknown preset {name!r}; {hint}choose one of {', '.join(PRESETS)}")
         return PRESETS[key]
 
     def replace(self, **changes: Any) -> GPT2Config:
@@ -89,10 +101,16 @@ class GPT2Config:
     def from_hf(cls, hf: transformers.GPT2Config | dict[str, Any]) -> GPT2Config:
         """From a ``transformers.GPT2Config`` or its ``config.json`` dict.
 
-        Settings GPT-2 never uses (another activation, scaled or reordered
-        attention, a non-default MLP width) are refused rather than ignored.
+        Settings that change GPT-2's arithmetic (another activation, unscaled or
+        layer-scaled attention, a non-default MLP width, cross-attention, an
+        untied ``lm_head``) are refused rather than ignored. Dropout and
+        ``reorder_and_upcast_attn`` (which only changes rounding) are not part
+        of the shape and are dropped.
         """
         d = hf if isinstance(hf, dict) else hf.to_dict()
+        model_type = d.get("model_type", "gpt2")
+        if model_type != "gpt2":
+            raise ConfigError(f"this config describes a {model_type!r} model, not 'gpt2'")
         unsupported = []
         if d.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
             unsupported.append(f"activation_function={d['activation_function']!r} (GPT-2 uses 'gelu_new')")
@@ -104,8 +122,13 @@ class GPT2Config:
             unsupported.append("scale_attn_by_inverse_layer_idx=True")
         if d.get("add_cross_attention", False):
             unsupported.append("add_cross_attention=True")
+        if not d.get("tie_word_embeddings", True):
+            unsupported.append("tie_word_embeddings=False (GPT-2 ties lm_head to wte)")
         if unsupported:
-            raise ConfigError("unsupported GPT-2 config: " + ", ".join(unsupported))
+            raise ConfigError(
+                "unsupported GPT-2 config: " + ", ".join(unsupported)
+                + "; the zoo's variants implement GPT-2 exactly and cannot honour these settings"
+            )
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: d[k] for k in names if k in d})
 
@@ -135,10 +158,10 @@ class GPT2Config:
             raise ConfigError(f"cannot read GPT-2 config {os.fspath(path)!r}: {exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"{os.fspath(path)!r} does not hold a JSON object")
-        model_type = data.get("model_type", "gpt2")
-        if model_type != "gpt2":
-            raise ConfigError(f"{os.fspath(path)!r} describes a {model_type!r} model, not 'gpt2'")
-        return cls.from_hf(data)
+        try:
+            return cls.from_hf(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{os.fspath(path)!r}: {exc}") from exc
 
 
 PRESETS: dict[str, GPT2Config] = {

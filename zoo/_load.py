@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._config import GPT2Config
-from ._errors import CapabilityError
+from ._errors import CapabilityError, WeightsError
 from ._interface import GPT2
 from ._registry import get_variant
 from ._weights import open_weights, random_weights
@@ -29,7 +29,7 @@ def resolve_dtype(dtype: Any, allowed: tuple[str, ...], variant: str) -> Any:
         name = str(dtype).removeprefix("torch.")
     else:
         name = {"fp32": "float32", "fp64": "float64", "bf16": "bfloat16", "float": "float32",
-                "double": "float64"}.get(str(dtype), str(dtype))
+                "double": "float64"}.get(str(dtype), str(dtype).removeprefix("torch."))
     if name not in allowed:
         raise CapabilityError(
             f"variant {variant!r} does not support dtype {name!r}; it offers {', '.join(allowed)}"
@@ -40,7 +40,12 @@ def resolve_dtype(dtype: Any, allowed: tuple[str, ...], variant: str) -> Any:
 def _resolve_device(device: Any, allowed: tuple[str, ...], variant: str) -> Any:
     import torch
 
-    dev = torch.device(device if device is not None else "cpu")
+    try:
+        dev = torch.device(device if device is not None else "cpu")
+    except (RuntimeError, TypeError) as exc:
+        raise CapabilityError(
+            f"{device!r} is not a device torch knows; variant {variant!r} offers {', '.join(allowed)}"
+        ) from exc
     if dev.type not in allowed:
         raise CapabilityError(
             f"variant {variant!r} does not run on {dev.type!r}; it offers {', '.join(allowed)}"
@@ -82,6 +87,11 @@ def load(
         config = GPT2Config.preset(config)
     start = time.perf_counter()
     if weights is None:
+        if layout is not None or revision is not None:
+            raise WeightsError(
+                "layout= and revision= describe a weight source, but weights=None asks for random "
+                "weights; pass weights=... or drop them"
+            )
         config = config or GPT2Config()
         canonical = random_weights(config, seed)
     else:

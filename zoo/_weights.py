@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import pickle
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,27 +31,37 @@ TORCH_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 
 
 class SafetensorsSource(Mapping[str, Any]):
-    """One or more memory-mapped safetensors files seen as a single lazy state dict."""
+    """One or more safetensors files seen as a single lazy state dict.
+
+    Only the headers are read up front. Each lookup memory-maps its file, takes
+    the one tensor (a view of the mapping, no copy) and lets the mapping go, so
+    a loader that copies tensors in one at a time keeps at most one tensor's
+    pages of the file resident, never the whole file beside the model.
+    """
 
     def __init__(self, paths: list[Path]) -> None:
         from safetensors import safe_open
 
-        self._files = []
-        self._where: dict[str, Any] = {}
+        self._where: dict[str, Path] = {}
+        self._shapes: dict[str, tuple[int, ...]] = {}
         for path in paths:
             try:
-                handle = safe_open(str(path), framework="pt", device="cpu")
-            except Exception as exc:
+                with safe_open(str(path), framework="pt", device="cpu") as handle:
+                    for key in handle.keys():
+                        self._where[key] = path
+                        self._shapes[key] = tuple(handle.get_slice(key).get_shape())
+            except Exception as exc:  # safetensors raises its own error types, and OSError
                 raise WeightsSourceError(f"cannot read safetensors file {str(path)!r}: {exc}") from exc
-            self._files.append(handle)
-            for key in handle.keys():
-                self._where[key] = handle
 
     def shape_of(self, key: str) -> tuple[int, ...]:
-        return tuple(self._where[key].get_slice(key).get_shape())
+        return self._shapes[key]
 
     def __getitem__(self, key: str) -> Any:
-        return self._where[key].get_tensor(key)
+        from safetensors import safe_open
+
+        path = self._where[key]
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            return handle.get_tensor(key)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._where)
@@ -60,10 +71,17 @@ class SafetensorsSource(Mapping[str, Any]):
 
 
 def _torch_load(path: Path) -> Any:
+    """``torch.load`` that unpickles only tensors and plain containers, memory-mapped where it can."""
     import torch
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            # the legacy (non-zip) format cannot be memory-mapped: read it whole
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise WeightsSourceError(
             f"{str(path)!r} pickles Python objects that could run code, so it is refused "
@@ -71,53 +89,59 @@ def _torch_load(path: Path) -> Any:
             f"{str(exc).splitlines()[0]}. If you trust the file, re-save its state dict with "
             "torch.save(state_dict, path) or as safetensors"
         ) from exc
-    except RuntimeError as exc:
-        if "mmap" in str(exc) or "zip" in str(exc).lower():  # legacy (non-zip) format cannot be mmapped
-            try:
-                return torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as inner:
-                raise WeightsSourceError(f"cannot read {str(path)!r}: {inner}") from inner
-        raise WeightsSourceError(f"cannot read {str(path)!r}: {exc}") from exc
-    except Exception as exc:
-        raise WeightsSourceError(f"cannot read {str(path)!r}: {exc}") from exc
+    except Exception as exc:  # torch raises many types for files that are not its own
+        raise WeightsSourceError(f"cannot read {str(path)!r} as a torch file: {exc}") from exc
+
+
+_LAYER = re.compile(r"(?:^|\.)h\.(\d+)\.")
 
 
 def _infer_config(source: Mapping[str, Any], layout: Layout) -> GPT2Config:
-    """Sizes from tensor shapes; the head count only where it matches a GPT-2 preset."""
+    """Sizes from tensor shapes; the head count only where the width is a GPT-2 preset's."""
 
-    def shape(key: str) -> tuple[int, ...]:
-        for candidate in (layout.key(key), key, "_orig_mod." + layout.key(key)):
-            if candidate in source:
+    def shape(name: str) -> tuple[int, ...]:
+        for key in source:
+            if layout.strip(key).removeprefix(layout.body_prefix) == name:
                 shape_of = getattr(source, "shape_of", None)
-                return tuple(shape_of(candidate)) if shape_of else tuple(source[candidate].shape)
+                return tuple(shape_of(key)) if shape_of else tuple(source[key].shape)
         raise ConfigError(
-            f"cannot infer the config: no {key!r} tensor; pass config=zoo.GPT2Config(...)"
+            f"cannot infer the config: the weights hold no {name!r} tensor "
+            f"({layout.name} layout); pass config=zoo.GPT2Config(...)"
         )
 
-    vocab_size, n_embd = shape("wte.weight")
-    n_positions = shape("wpe.weight")[0]
-    layers = {k.split("h.", 1)[1].split(".", 1)[0] for k in source if ".h." in "." + k}
-    n_layer = len({x for x in layers if x.isdigit()})
-    presets = [p for p in PRESETS.values() if p.n_embd == n_embd]
-    if not presets:
+    wte, wpe = shape("wte.weight"), shape("wpe.weight")
+    if len(wte) != 2 or len(wpe) != 2:
+        raise ConfigError(
+            f"cannot infer the config: wte is {list(wte)} and wpe is {list(wpe)}, expected 2-D "
+            "embeddings; pass config=zoo.GPT2Config(...)"
+        )
+    vocab_size, n_embd = wte
+    layers = {int(m.group(1)) for key in source if (m := _LAYER.search(key))}
+    if not layers:
+        raise ConfigError("cannot infer the config: the weights hold no h.{i}. layers")
+    widths = {p.n_embd: p.n_head for p in PRESETS.values()}
+    if n_embd not in widths:
         raise ConfigError(
             f"cannot infer the number of attention heads for n_embd={n_embd} from the weights "
-            "alone; pass config=zoo.GPT2Config(n_head=...) or put a config.json beside the file"
+            f"alone (only GPT-2's own widths {sorted(widths)} are known); pass "
+            "config=zoo.GPT2Config(n_head=...) or put a config.json beside the file"
         )
-    return GPT2Config(
+    config = GPT2Config(
         vocab_size=vocab_size,
-        n_positions=n_positions,
+        n_positions=wpe[0],
         n_embd=n_embd,
-        n_layer=n_layer,
-        n_head=presets[0].n_head,
+        n_layer=max(layers) + 1,
+        n_head=widths[n_embd],
     )
+    log.info("no config given or found; inferred %s from the tensor shapes", config)
+    return config
 
 
-def _nanogpt_config(args: Any, path: Path) -> GPT2Config:
-    if not isinstance(args, dict):
-        raise WeightsSourceError(f"{str(path)!r}: 'model_args' is not a dict")
+def _nanogpt_config(args: Any, where: str) -> GPT2Config:
+    if not isinstance(args, Mapping):
+        raise WeightsSourceError(f"{where}: 'model_args' is not a dict")
     if args.get("bias") is False:
-        raise ConfigError(f"{str(path)!r} was trained with bias=False; GPT-2 has biases everywhere")
+        raise ConfigError(f"{where} was trained with bias=False; GPT-2 has biases everywhere")
     try:
         return GPT2Config(
             vocab_size=int(args["vocab_size"]),
@@ -127,21 +151,25 @@ def _nanogpt_config(args: Any, path: Path) -> GPT2Config:
             n_head=int(args["n_head"]),
         )
     except KeyError as exc:
-        raise WeightsSourceError(f"{str(path)!r}: 'model_args' lacks {exc}") from exc
+        raise WeightsSourceError(f"{where}: 'model_args' lacks {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise WeightsSourceError(f"{where}: 'model_args' holds a value that is not a size: {exc}") from exc
 
 
-def _open_torch_file(path: Path, layout: Layout | None) -> tuple[Any, GPT2Config | None, Layout]:
-    data = _torch_load(path)
-    if not isinstance(data, dict):
-        raise WeightsSourceError(f"{str(path)!r} holds a {type(data).__name__}, not a state dict")
-    if "model" in data and isinstance(data["model"], dict):
+def _unwrap_checkpoint(
+    data: Any, where: str, layout: Layout | None
+) -> tuple[Mapping[str, Any], GPT2Config | None, Layout | None]:
+    """A nanoGPT training checkpoint ``{'model': sd, 'model_args': {...}}`` -> its state dict and config."""
+    if not isinstance(data, Mapping):
+        raise WeightsSourceError(f"{where} holds a {type(data).__name__}, not a state dict")
+    if "model" in data and isinstance(data["model"], Mapping):
         if "model_args" not in data:
             raise WeightsSourceError(
-                f"{str(path)!r} looks like a training checkpoint but has no 'model_args'; "
+                f"{where} looks like a training checkpoint but has no 'model_args'; "
                 "pass config=zoo.GPT2Config(...) with its state dict instead"
             )
-        return data["model"], _nanogpt_config(data["model_args"], path), layout or NANOGPT
-    return data, config, layout or HF
+        return data["model"], _nanogpt_config(data["model_args"], where), layout or NANOGPT
+    return data, None, layout
 
 
 def _folder_files(folder: Path) -> tuple[list[Path], str]:
@@ -192,15 +220,18 @@ def _download(repo_id: str, revision: str | None) -> Path:
                     repo_id, revision=revision, allow_patterns=["config.json", "pytorch_model*.bin*"]
                 )
             )
-    except Exception as exc:
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-        why = "HF_HUB_OFFLINE is set and it is not in the local cache" if offline else (
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        )
+    except Exception as exc:  # network, offline mode, unknown repo, bad id: all reported alike
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            why = f"HF_HUB_OFFLINE is set and {repo_id!r} is not in the cache at {constants.HF_HUB_CACHE}"
+        else:
+            why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         raise WeightsSourceError(
-            f"cannot get {repo_id!r} from the Hugging Face hub ({why}). If you have the weights "
-            f"locally, pass the folder or file instead: zoo.load(name, weights='/path/to/{repo_id.split('/')[-1]}') "
-            f"or `--weights /path/to/folder` (a folder written by save_pretrained, with config.json)"
+            f"cannot get {repo_id!r}: the Hugging Face hub cannot be reached or does not have it ({why}). "
+            f"If you have the weights locally, pass the folder or file instead: "
+            f"zoo.load(name, weights='/path/to/{repo_id.split('/')[-1]}') or `--weights /path/to/folder` "
+            "(a folder written by save_pretrained, with its config.json)"
         ) from exc
     return folder
 
@@ -225,9 +256,9 @@ def open_weights(
             raise WeightsError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
         layout = LAYOUTS[layout]
     found_config: GPT2Config | None = None
-    tensors: Any
+    tensors: Mapping[str, Any]
     if isinstance(source, Mapping):
-        tensors, chosen = source, layout or HF
+        tensors, found_config, chosen = _unwrap_checkpoint(source, "the given dict", layout)
     else:
         text = os.fspath(source)
         path = Path(text).expanduser()
@@ -238,28 +269,29 @@ def open_weights(
                     "or .bin/.pt file, or a Hugging Face hub id such as 'gpt2'"
                 )
             path = _download(text, revision)
+        beside = (path if path.is_dir() else path.parent) / "config.json"
+        chosen = layout
         if path.is_dir():
             files, kind = _folder_files(path)
-            if (path / "config.json").is_file():
-                found_config = GPT2Config.from_json_file(path / "config.json")
             if kind == "safetensors":
                 tensors = SafetensorsSource(files)
             else:
                 tensors = {}
                 for file in files:
-                    tensors.update(_torch_load(file))
-            chosen = layout or HF
+                    shard, _, _ = _unwrap_checkpoint(_torch_load(file), repr(str(file)), layout)
+                    tensors.update(shard)
         elif path.suffix == ".safetensors":
-            tensors, chosen = SafetensorsSource([path]), layout or HF
-            if (path.parent / "config.json").is_file():
-                found_config = GPT2Config.from_json_file(path.parent / "config.json")
+            tensors = SafetensorsSource([path])
         elif path.suffix in TORCH_SUFFIXES:
-            tensors, found_config, chosen = _open_torch_file(path, layout)
+            tensors, found_config, chosen = _unwrap_checkpoint(_torch_load(path), repr(text), layout)
         else:
             raise WeightsSourceError(
                 f"unrecognised weight file {text!r}: expected .safetensors, {', '.join(TORCH_SUFFIXES)}, "
                 "or a folder written by save_pretrained"
             )
+        if found_config is None and config is None and beside.is_file():
+            found_config = GPT2Config.from_json_file(beside)
+    chosen = chosen or HF
     config = config or found_config or _infer_config(tensors, chosen)
     return config, to_canonical(tensors, config, chosen)
 

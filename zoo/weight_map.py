@@ -94,7 +94,14 @@ class Layout:
     writes_tied: bool = True  # whether export writes lm_head.weight beside wte.weight
 
     def key(self, canonical: str) -> str:
+        """The stored key of a canonical name."""
         return canonical if canonical == TIED[0] else self.body_prefix + canonical
+
+    def strip(self, key: str) -> str:
+        """``key`` without the prefixes this layout removes on import (``_orig_mod.``)."""
+        for prefix in self.strip_prefixes:
+            key = key.removeprefix(prefix)
+        return key
 
     def stored_shape(self, tensor: TensorSpec, config: GPT2Config) -> Shape:
         shape = tensor.shape(config)
@@ -126,10 +133,16 @@ def _expand(template: str, config: GPT2Config) -> list[str]:
 
 
 def canonical_shapes(config: GPT2Config) -> dict[str, Shape]:
-    """Every canonical key, in spec order, with its shape."""
-    return {
-        name: tensor.shape(config) for tensor in SPEC for name in _expand(tensor.name, config)
-    }
+    """Every canonical key with its shape, in a model's own order: embeddings, layer by layer, ln_f."""
+    layer = [t for t in SPEC if t.per_layer]
+    shapes: dict[str, Shape] = {}
+    for tensor in SPEC:
+        if not tensor.per_layer:
+            shapes[tensor.name] = tensor.shape(config)
+        elif tensor is layer[0]:  # the blocks, one after another, where the spec lists the first
+            for i in range(config.n_layer):
+                shapes.update({t.name.format(i=i): t.shape(config) for t in layer})
+    return shapes
 
 
 def _shape_of(source: Mapping[str, Any] | TensorSource, key: str) -> Shape:
@@ -144,12 +157,6 @@ def _template_regex(template: str) -> re.Pattern[str]:
 
 
 _IGNORED = tuple(_template_regex(t) for t in IGNORED_BUFFERS)
-
-
-def _strip(key: str, layout: Layout) -> str:
-    for prefix in layout.strip_prefixes:
-        key = key.removeprefix(prefix)
-    return key
 
 
 class CanonicalWeights(Mapping[str, Any]):
@@ -201,7 +208,7 @@ def to_canonical(
     duplicated: list[str] = []
     tied_key: str | None = None
     for raw_key in source.keys():
-        key = _strip(raw_key, layout)
+        key = layout.strip(raw_key)
         if key == TIED[0]:
             tied_key = raw_key
             continue
