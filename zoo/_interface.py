@@ -97,6 +97,9 @@ class Capabilities:
     padding: bool = True  # attention_mask for left-padded batches
     trainable: bool = False  # gradients flow to every parameter
     lossless_weights: bool = True  # export_weights(import_weights(w)) == w exactly
+    # configs the conformance harness draws from instead of random small ones (costly builds
+    # such as torch.compile, or kernels with shape constraints); empty: any small config
+    test_configs: tuple[GPT2Config, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,92 @@
+"""``zoo check``: run the conformance harness from the command line.
+
+    zoo check                       # every registered variant, ci profile
+    zoo check pure --profile quick  # one variant, a smoke run
+    zoo check hf --property padding --property incremental --json out.json
+
+Prints a table (variant x property: pass/fail/skip, examples, worst error
+against its bound, time), then each failure with its shrunk counterexample
+and a command that reproduces it; progress goes to stderr. Exits 1 if
+anything failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+__all__ = ["add_parser", "cmd_check"]
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import profiles, runner
+    from .properties import PROPERTIES
+
+    import zoo
+
+    known = [p.name for p in PROPERTIES]
+    for prop in args.property or ():
+        if prop not in known:
+            raise zoo.ZooError(f"unknown property {prop!r}; choose from {', '.join(known)}")
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        raise zoo.CapabilityError("--device cuda was given but torch sees no CUDA GPU; use --device cpu")
+    profile = profiles.resolve(args.profile)
+    names = args.names or zoo.list_variants()
+    for name in names:
+        zoo.get_variant(name)  # an unknown name fails now, with its close matches
+    seed_value = args.seed
+    if seed_value is None and not profiles.is_derandomized(profile):
+        seed_value = int(time.time() * 1000) % 2**31  # printed in every reproducer
+    torch.set_num_threads(args.threads) if args.threads else None
+
+    def progress(line: str) -> None:
+        print(f"zoo check: {line}", file=sys.stderr, flush=True)
+
+    progress(f"profile {profile}, device {args.device}"
+             + (f", seed {seed_value}" if seed_value is not None else "") + f", variants: {', '.join(names)}")
+    start = time.perf_counter()
+    results = runner.check(names, profile=profile, device=args.device, properties=args.property,
+                           seed_value=seed_value, progress=progress)
+    elapsed = time.perf_counter() - start
+    print(runner.table(results))
+    failed = [r for r in results if r.status == "fail"]
+    if failed:
+        print()
+        print(runner.failures(results))
+    per_variant: dict[str, float] = {}
+    for r in results:
+        per_variant[r.variant] = per_variant.get(r.variant, 0.0) + r.seconds
+    print()
+    print(f"{len(failed)} failed, {sum(r.status == 'pass' for r in results)} passed, "
+          f"{sum(r.status == 'skip' for r in results)} skipped in {elapsed:.1f}s ("
+          + ", ".join(f"{v} {t:.1f}s" for v, t in per_variant.items()) + ")")
+    if args.json:
+        payload: dict[str, Any] = {
+            "profile": profile, "device": args.device, "seed": seed_value, "seconds": elapsed,
+            "versions": {"zoo": zoo.__version__, "torch": torch.__version__},
+            "results": [r.to_json() for r in results],
+        }
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2)
+    return 1 if failed else 0
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``zoo check`` to the ``zoo`` command's sub-parsers."""
+    p = sub.add_parser("check", help="check variants against Hugging Face with the conformance harness",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("names", nargs="*", metavar="NAME", help="variants to check (default: all registered)")
+    p.add_argument("--profile", default=None, help="quick, ci (default; or $HYPOTHESIS_PROFILE) or thorough")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--property", action="append", metavar="P",
+                   help="check only this property (repeatable): logits, causality, batch, padding, "
+                        "incremental, generation, weights, training, bad-input, determinism")
+    p.add_argument("--seed", type=int, default=None, help="hypothesis seed (profiles that are not derandomised)")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.set_defaults(func=cmd_check)

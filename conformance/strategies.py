@@ -1,0 +1,383 @@
+"""Hypothesis strategies for GPT-2 conformance: plural nouns, built with ``@st.composite``.
+
+Small pieces (:func:`configs`, :func:`weight_inits`, :func:`token_ids`,
+:func:`lengths`, :func:`batch_sizes`, :func:`padding_patterns`,
+:func:`split_points`) compose into one case per property
+(:func:`forward_cases`, :func:`padded_cases`...), each a ``NamedTuple`` so
+that coupled draws (a config and ids inside its vocabulary) stay together and
+print readably in a falsifying example. Token ids are nested tuples of ints,
+not tensors, so a counterexample can be pasted back.
+
+Edge cases worth pinning with ``@example`` are built by the ``*_example``
+functions at the bottom, among them the GPT-2 124M shape that every inference
+property runs once per run.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from hypothesis import strategies as st
+
+import zoo
+
+from .models import WeightInit
+
+__all__ = [
+    "BadInput",
+    "Batch",
+    "CausalityCase",
+    "ForwardCase",
+    "GenerationCase",
+    "IncrementalCase",
+    "PaddedCase",
+    "TrainingCase",
+    "WeightsCase",
+    "bad_inputs",
+    "batch_sizes",
+    "causality_cases",
+    "configs",
+    "forward_cases",
+    "generation_cases",
+    "incremental_cases",
+    "lengths",
+    "padded_cases",
+    "padding_patterns",
+    "split_points",
+    "token_ids",
+    "training_cases",
+    "weight_inits",
+    "weights_cases",
+]
+
+Ids = tuple[tuple[int, ...], ...]  # [B][T]
+
+GPT2_124M = zoo.GPT2Config()
+PINNED_INIT = WeightInit(seed=0, scale=1.0)
+MAX_SCALE = 30.0  # x GPT-2's 0.02: attention logits and GELU inputs of order 1 to 10
+
+
+# -- pieces ------------------------------------------------------------------------------
+@st.composite
+def configs(
+    draw: st.DrawFn,
+    *,
+    declared: tuple[zoo.GPT2Config, ...] = (),
+    min_positions: int = 1,
+    max_layers: int = 3,
+    max_heads: int = 4,
+    head_sizes: tuple[int, int] = (4, 16),
+    max_vocab: int = 512,
+    max_positions: int = 64,
+) -> zoo.GPT2Config:
+    """Small GPT-2 configs: 1-3 layers, 1-4 heads of 4-16, vocab 2-512, 1-64 positions.
+
+    ``declared``: the variant's own ``Capabilities.test_configs``, drawn from
+    instead when given (those with at least ``min_positions``).
+    """
+    if declared:
+        usable = [c for c in declared if c.n_positions >= min_positions]
+        if not usable:
+            raise ValueError(f"no declared test config has n_positions >= {min_positions}")
+        return draw(st.sampled_from(usable))
+    n_head = draw(st.integers(1, max_heads))
+    head_size = draw(st.integers(*head_sizes))
+    return zoo.GPT2Config(
+        vocab_size=draw(st.integers(2, max_vocab)),
+        n_positions=draw(st.integers(max(1, min_positions), max(min_positions, max_positions))),
+        n_embd=n_head * head_size,
+        n_layer=draw(st.integers(1, max_layers)),
+        n_head=n_head,
+        layer_norm_epsilon=draw(st.sampled_from([1e-5, 1e-6, 1e-4])),
+    )
+
+
+@st.composite
+def weight_inits(draw: st.DrawFn, *, max_scale: float = MAX_SCALE) -> WeightInit:
+    """A weight seed and a scale of GPT-2's init std, from 1 (GPT-2 itself) to ``max_scale``."""
+    scale = draw(st.sampled_from([1.0, 3.0, 10.0, max_scale]) | st.floats(1.0, max_scale))
+    return WeightInit(seed=draw(st.integers(0, 2**16)), scale=scale)
+
+
+def lengths(config: zoo.GPT2Config, *, min_length: int = 1, max_length: int | None = None) -> st.SearchStrategy[int]:
+    """Sequence lengths from ``min_length`` to ``n_positions`` (or ``max_length``)."""
+    top = config.n_positions if max_length is None else min(max_length, config.n_positions)
+    return st.integers(min(min_length, top), top)
+
+
+def batch_sizes(*, min_size: int = 1, max_size: int = 3) -> st.SearchStrategy[int]:
+    return st.integers(min_size, max_size)
+
+
+def _token(config: zoo.GPT2Config) -> st.SearchStrategy[int]:
+    edges = sorted({0, config.vocab_size - 1, config.eos_token_id})
+    return st.sampled_from(edges) | st.integers(0, config.vocab_size - 1)
+
+
+@st.composite
+def token_ids(draw: st.DrawFn, config: zoo.GPT2Config, batch: int, length: int) -> Ids:
+    """``batch`` rows of ``length`` ids in the vocabulary, rich in 0, vocab-1 and ``<|endoftext|>``."""
+    row = st.lists(_token(config), min_size=length, max_size=length).map(tuple)
+    return tuple(draw(row) for _ in range(batch))
+
+
+@st.composite
+def padding_patterns(draw: st.DrawFn, batch: int, length: int) -> tuple[int, ...]:
+    """Real tokens per row of a left-padded batch: each in [1, length], at least one row full."""
+    counts = [draw(st.integers(1, length)) for _ in range(batch)]
+    counts[draw(st.integers(0, batch - 1))] = length
+    return tuple(counts)
+
+
+def split_points(length: int, first: int = 1) -> st.SearchStrategy[int]:
+    """How many tokens to prefill before decoding the rest one by one: ``first`` to ``length``."""
+    return st.integers(first, length)
+
+
+# -- cases, one per property -------------------------------------------------------------
+class ForwardCase(NamedTuple):
+    config: zoo.GPT2Config
+    init: WeightInit
+    ids: Ids
+    dtype: str
+
+
+class CausalityCase(NamedTuple):
+    config: zoo.GPT2Config
+    init: WeightInit
+    ids: Ids
+    position: int  # the token changed; logits before it must not move
+    token: int  # its new value
+
+
+class Batch(NamedTuple):
+    config: zoo.GPT2Config
+    init: WeightInit
+    ids: Ids
+
+
+class PaddedCase(NamedTuple):
+    config: zoo.GPT2Config
+    init: WeightInit
+    ids: Ids  # each row's real tokens, right-aligned after the padding
+    real: tuple[int, ...]  # real tokens per row; the rest is padding
+    pad: int  # the id written at padded places (any id: it must not matter)
+
+
+class IncrementalCase(NamedTuple):
+    config: zoo.GPT2Config
+    init: WeightInit
+    ids: Ids
+    real: tuple[int, ...] | None  # left padding, when the variant supports it
+    splits: tuple[int, ...]  # prefill sizes, each decoded to the end through one cache
+    cache_length: int  # max_seq_length given to setup_caches (>= the sequence)
+
+
+class GenerationCase(NamedTuple):
+    config: zoo.GPT2Config
+    init: WeightInit
+    prompts: Ids  # ragged when the variant supports padding
+    max_new_tokens: int
+    seed: int
+    temperature: float
+    top_k: int | None
+    top_p: float | None
+
+
+class WeightsCase(NamedTuple):
+    config: zoo.GPT2Config
+    first: WeightInit
+    second: WeightInit
+
+
+class TrainingCase(NamedTuple):
+    config: zoo.GPT2Config
+    init: WeightInit
+    ids: Ids
+
+
+class BadInput(NamedTuple):
+    config: zoo.GPT2Config
+    kind: str  # see BAD_KINDS
+    value: int  # the offending id, length or size, where the kind has one
+
+
+BAD_KINDS = (
+    "negative id",
+    "id >= vocab_size",
+    "longer than n_positions",
+    "empty sequence",
+    "empty batch",
+    "float ids",
+    "1-D ids",
+    "3-D ids",
+    "mask of the wrong shape",
+    "input_pos outside the cache",
+)
+
+
+@st.composite
+def forward_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config],
+                  dtypes: tuple[str, ...] = ("float32",)) -> ForwardCase:
+    config = draw(configs)
+    length = draw(lengths(config))
+    batch = draw(batch_sizes(max_size=2))
+    return ForwardCase(config, draw(weight_inits()), draw(token_ids(config, batch, length)),
+                       draw(st.sampled_from(dtypes)))
+
+
+@st.composite
+def causality_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config]) -> CausalityCase:
+    config = draw(configs)
+    length = draw(lengths(config, min_length=2))
+    ids = draw(token_ids(config, 1, length))
+    position = draw(st.integers(1, length - 1))
+    token = draw(_token(config).filter(lambda t: t != ids[0][position]))
+    return CausalityCase(config, draw(weight_inits()), ids, position, token)
+
+
+@st.composite
+def batches(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config]) -> Batch:
+    config = draw(configs)
+    length = draw(lengths(config, max_length=24))
+    return Batch(config, draw(weight_inits()), draw(token_ids(config, draw(batch_sizes(min_size=2)), length)))
+
+
+@st.composite
+def padded_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config]) -> PaddedCase:
+    config = draw(configs)
+    length = draw(lengths(config, min_length=2, max_length=24))
+    batch = draw(batch_sizes(min_size=2))
+    real = draw(padding_patterns(batch, length))
+    return PaddedCase(config, draw(weight_inits()), draw(token_ids(config, batch, length)), real,
+                      draw(_token(config)))
+
+
+@st.composite
+def incremental_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config],
+                      padding: bool = True) -> IncrementalCase:
+    config = draw(configs)
+    length = draw(lengths(config, min_length=2, max_length=20))
+    batch = draw(batch_sizes(max_size=2))
+    real = draw(padding_patterns(batch, length)) if padding and draw(st.booleans()) else None
+    # every row needs a real token in the prefill: a mask row of zeros is invalid input
+    first = length - min(real) + 1 if real else 1
+    splits = (draw(split_points(length, first)), draw(split_points(length, first)))
+    cache_length = draw(st.integers(length, config.n_positions))
+    return IncrementalCase(config, draw(weight_inits()), draw(token_ids(config, batch, length)), real,
+                           splits, cache_length)
+
+
+@st.composite
+def generation_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config],
+                     padding: bool = True) -> GenerationCase:
+    config = draw(configs)
+    new = draw(st.integers(1, min(6, config.n_positions - 1)))
+    longest = draw(st.integers(1, min(12, config.n_positions - new)))
+    batch = draw(batch_sizes(max_size=3 if padding else 2))
+    sizes = [draw(st.integers(1, longest)) if padding else longest for _ in range(batch)]
+    sizes[0] = longest
+    prompts = tuple(draw(token_ids(config, 1, n))[0] for n in sizes)
+    return GenerationCase(
+        config, draw(weight_inits()), prompts, new,
+        seed=draw(st.integers(0, 2**31 - 1)),
+        temperature=draw(st.sampled_from([1.0, 0.7, 1.5])),
+        top_k=draw(st.none() | st.integers(1, config.vocab_size)),
+        top_p=draw(st.none() | st.sampled_from([0.5, 0.9, 1.0])),
+    )
+
+
+@st.composite
+def weights_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config]) -> WeightsCase:
+    config = draw(configs)
+    first = draw(weight_inits())
+    second = draw(weight_inits().filter(lambda w: w.seed != first.seed))
+    return WeightsCase(config, first, second)
+
+
+@st.composite
+def training_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config]) -> TrainingCase:
+    config = draw(configs)
+    length = draw(lengths(config, min_length=2, max_length=16))
+    batch = draw(batch_sizes(max_size=2))
+    return TrainingCase(config, draw(weight_inits(max_scale=10.0)), draw(token_ids(config, batch, length)))
+
+
+@st.composite
+def bad_inputs(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config],
+               kv_cache: bool = True) -> BadInput:
+    config = draw(configs)
+    kinds = BAD_KINDS if kv_cache else BAD_KINDS[:-1]
+    kind = draw(st.sampled_from(kinds))
+    value = 0
+    if kind == "negative id":
+        value = draw(st.integers(-(2**31), -1))
+    elif kind == "id >= vocab_size":
+        value = draw(st.integers(config.vocab_size, config.vocab_size + 2**20))
+    elif kind == "longer than n_positions":
+        value = draw(st.integers(config.n_positions + 1, config.n_positions + 8))
+    elif kind == "mask of the wrong shape":
+        value = draw(st.integers(-1, 1).filter(lambda d: d != 0))  # mask longer or shorter by one
+    return BadInput(config, kind, value)
+
+
+# -- pinned examples ---------------------------------------------------------------------
+def _edge_ids(config: zoo.GPT2Config, length: int, batch: int = 1) -> Ids:
+    base = [0, config.vocab_size - 1, config.eos_token_id, 1 % config.vocab_size]
+    row = tuple(base[i % len(base)] if i % 3 == 0 else (i * 7919) % config.vocab_size for i in range(length))
+    return tuple(row[b:] + row[:b] for b in range(batch))
+
+
+def pinned_config(declared: tuple[zoo.GPT2Config, ...] = ()) -> zoo.GPT2Config:
+    """The 124M shape, or the largest declared test config."""
+    if declared:
+        return max(declared, key=lambda c: c.n_params)
+    return GPT2_124M
+
+
+def forward_example(dtype: str, declared: tuple[zoo.GPT2Config, ...] = ()) -> ForwardCase:
+    config = pinned_config(declared)
+    return ForwardCase(config, PINNED_INIT, _edge_ids(config, min(8, config.n_positions)), dtype)
+
+
+def small_full_length_example(dtype: str, declared: tuple[zoo.GPT2Config, ...] = ()) -> ForwardCase:
+    """Every position used, at the largest weight scale."""
+    config = declared[0] if declared else zoo.GPT2Config(vocab_size=97, n_positions=16, n_embd=32,
+                                                         n_layer=2, n_head=4)
+    return ForwardCase(config, WeightInit(1, MAX_SCALE), _edge_ids(config, config.n_positions, 2), dtype)
+
+
+def causality_example(declared: tuple[zoo.GPT2Config, ...] = ()) -> CausalityCase:
+    config = pinned_config(declared)
+    ids = _edge_ids(config, min(8, config.n_positions))
+    return CausalityCase(config, PINNED_INIT, ids, len(ids[0]) // 2, (ids[0][len(ids[0]) // 2] + 1) % config.vocab_size)
+
+
+def batch_example(declared: tuple[zoo.GPT2Config, ...] = ()) -> Batch:
+    config = pinned_config(declared)
+    return Batch(config, PINNED_INIT, _edge_ids(config, min(6, config.n_positions), 2))
+
+
+def padded_example(declared: tuple[zoo.GPT2Config, ...] = ()) -> PaddedCase:
+    config = pinned_config(declared)
+    length = min(6, config.n_positions)
+    return PaddedCase(config, PINNED_INIT, _edge_ids(config, length, 2), (length, max(1, length - 3)),
+                      config.eos_token_id)
+
+
+def incremental_example(padding: bool, declared: tuple[zoo.GPT2Config, ...] = ()) -> IncrementalCase:
+    config = pinned_config(declared)
+    length = min(6, config.n_positions)
+    real = (length, max(1, length - 2)) if padding else None
+    first = length - min(real) + 1 if real else 1
+    return IncrementalCase(config, PINNED_INIT, _edge_ids(config, length, 2), real, (first, max(first, length - 1)),
+                           min(config.n_positions, length + 2))
+
+
+def generation_example(padding: bool, declared: tuple[zoo.GPT2Config, ...] = ()) -> GenerationCase:
+    config = pinned_config(declared)
+    n = min(5, config.n_positions - 1)
+    prompts = _edge_ids(config, n, 2)
+    if padding:
+        prompts = (prompts[0], prompts[1][: max(1, n - 2)])
+    return GenerationCase(config, PINNED_INIT, prompts, min(3, config.n_positions - n), 1234, 1.0, 50, 0.9)
