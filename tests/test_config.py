@@ -53,6 +53,23 @@ def test_default_config_is_gpt2_small():
     assert GPT2Config.from_hf(transformers.GPT2Config()) == GPT2Config()
 
 
+# openai-community/gpt2's config.json as published on the hub (task_specific_params shortened)
+GPT2_CONFIG_JSON = """{
+  "activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "attn_pdrop": 0.1,
+  "bos_token_id": 50256, "embd_pdrop": 0.1, "eos_token_id": 50256, "initializer_range": 0.02,
+  "layer_norm_epsilon": 1e-05, "model_type": "gpt2", "n_ctx": 1024, "n_embd": 768, "n_head": 12,
+  "n_layer": 12, "n_positions": 1024, "resid_pdrop": 0.1, "summary_activation": null,
+  "summary_first_dropout": 0.1, "summary_proj_to_labels": true, "summary_type": "cls_index",
+  "summary_use_proj": true, "task_specific_params": {"text-generation": {"do_sample": true, "max_length": 50}},
+  "vocab_size": 50257
+}"""
+
+
+def test_the_published_gpt2_config_json_is_gpt2_small(tmp_path):
+    (tmp_path / "config.json").write_text(GPT2_CONFIG_JSON)
+    assert GPT2Config.from_json_file(tmp_path / "config.json") == GPT2Config.preset("openai-community/gpt2")
+
+
 def test_unknown_preset_names_the_choices_and_the_close_match():
     with pytest.raises(ConfigError) as info:
         GPT2Config.preset("gpt2-mediun")

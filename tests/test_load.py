@@ -243,7 +243,7 @@ def test_hub_id_not_in_the_cache_says_the_hub_cannot_be_reached(hub_cache):
     with pytest.raises(WeightsSourceError) as info:
         zoo.load("pure", weights="someone/missing-model")
     message = str(info.value)
-    assert "'someone/missing-model'" in message
+    assert "'someone/missing-model' is no local file or folder" in message
     assert "hub cannot be reached" in message and "HF_HUB_OFFLINE" in message and str(hub_cache) in message
     assert "weights='/path/to/missing-model'" in message and "save_pretrained" in message
     assert isinstance(info.value, OSError)
@@ -292,6 +292,12 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path, name, zip_format):
 def test_config_given_for_the_wrong_checkpoint_reports_the_mismatch(sources):
     with pytest.raises(zoo.WeightsMismatchError, match="mis-shaped"):
         zoo.load("pure", weights=sources["save_pretrained folder"][0], config=CONFIG.replace(n_positions=32))
+
+
+def test_revision_applies_to_hub_ids_only(sources):
+    for weights in (sources["save_pretrained folder"][0], sources["in-memory HF state dict"][0]):
+        with pytest.raises(WeightsError, match="revision='v1' applies to Hugging Face hub ids"):
+            zoo.load("pure", weights=weights, config=CONFIG, revision="v1")
 
 
 def test_layout_or_revision_without_weights_is_refused():

@@ -228,7 +228,8 @@ def _download(repo_id: str, revision: str | None) -> Path:
         else:
             why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         raise WeightsSourceError(
-            f"cannot get {repo_id!r}: the Hugging Face hub cannot be reached or does not have it ({why}). "
+            f"{repo_id!r} is no local file or folder, and as a Hugging Face hub id it cannot be fetched: "
+            f"the hub cannot be reached or does not have it ({why}). "
             f"If you have the weights locally, pass the folder or file instead: "
             f"zoo.load(name, weights='/path/to/{repo_id.split('/')[-1]}') or `--weights /path/to/folder` "
             "(a folder written by save_pretrained, with its config.json)"
@@ -257,6 +258,9 @@ def open_weights(
         layout = LAYOUTS[layout]
     found_config: GPT2Config | None = None
     tensors: Mapping[str, Any]
+    if isinstance(source, Mapping) or Path(os.fspath(source)).expanduser().exists():
+        if revision is not None:
+            raise WeightsError(f"revision={revision!r} applies to Hugging Face hub ids, not to local weights")
     if isinstance(source, Mapping):
         tensors, found_config, chosen = _unwrap_checkpoint(source, "the given dict", layout)
     else:
@@ -276,10 +280,11 @@ def open_weights(
             if kind == "safetensors":
                 tensors = SafetensorsSource(files)
             else:
-                tensors = {}
+                merged: dict[str, Any] = {}  # memory-mapped tensors, read on access
                 for file in files:
                     shard, _, _ = _unwrap_checkpoint(_torch_load(file), repr(str(file)), layout)
-                    tensors.update(shard)
+                    merged.update(shard)
+                tensors = merged
         elif path.suffix == ".safetensors":
             tensors = SafetensorsSource([path])
         elif path.suffix in TORCH_SUFFIXES:
