@@ -19,45 +19,80 @@ def _has_cache(model: GPT2) -> bool:
 
 
 def _as_prompts(prompts: Any) -> list[list[int]]:
+    """One list of int ids per prompt, from a tensor, a list of ids, or a list of lists."""
     import torch
 
     if isinstance(prompts, torch.Tensor):
-        if prompts.dim() == 1:
-            prompts = prompts[None]
-        return [row.tolist() for row in prompts]
-    prompts = list(prompts)
-    if prompts and all(isinstance(t, int) for t in prompts):
-        return [prompts]
-    return [list(p) for p in prompts]
+        if prompts.is_floating_point() or prompts.is_complex() or prompts.dtype == torch.bool:
+            raise InvalidInputError(f"prompt token ids must be integers, got a tensor of {prompts.dtype}")
+        if prompts.dim() not in (1, 2):
+            raise InvalidInputError(
+                f"a prompt tensor must be 1-D [tokens] or 2-D [batch, tokens], got shape {list(prompts.shape)}"
+            )
+        return [row.tolist() for row in (prompts[None] if prompts.dim() == 1 else prompts)]
+    if isinstance(prompts, (str, bytes)):
+        raise InvalidInputError(
+            "prompts are token ids, not text; encode it first: zoo.get_tokenizer().encode(text)"
+        )
+    rows = list(prompts)
+    if rows and all(_is_id(t) for t in rows):
+        rows = [rows]
+    out = []
+    for row in rows:
+        if isinstance(row, torch.Tensor):
+            row = row.reshape(-1).tolist()
+        if isinstance(row, (str, bytes)) or not all(_is_id(t) for t in row):
+            raise InvalidInputError(
+                f"each prompt must be a sequence of int token ids, got {row!r:.80}"
+            )
+        out.append([int(t) for t in row])
+    return out
+
+
+def _is_id(token: Any) -> bool:
+    import numbers
+
+    import torch
+
+    if isinstance(token, torch.Tensor):
+        return token.dim() == 0 and not token.is_floating_point() and token.dtype != torch.bool
+    return isinstance(token, numbers.Integral) and not isinstance(token, bool)
 
 
 def _filter(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
-    """Temperature, then top-k, then top-p, in that order (as Hugging Face applies them)."""
+    """Temperature, then top-k, then top-p, in that order and with the arithmetic Hugging Face uses.
+
+    Filtered-out logits become ``-inf``; at least one token always survives.
+    """
     import torch
 
     logits = logits / temperature
     if top_k is not None and top_k < logits.size(-1):
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1, None]
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1, None]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        probs = sorted_logits.softmax(dim=-1)
-        before = probs.cumsum(dim=-1) - probs  # mass of the tokens ranked above each one
-        drop_sorted = before > top_p  # keeps the smallest set reaching top_p, and always the first
+        sorted_logits, order = torch.sort(logits, descending=False, dim=-1)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)  # mass of each token and all below it
+        drop_sorted = cumulative <= 1 - top_p  # the least likely tokens holding at most 1 - top_p
+        drop_sorted[..., -1:] = False  # always keep the likeliest token
         drop = drop_sorted.scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
     return logits
 
 
 def _check_params(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise InvalidInputError(f"max_new_tokens={max_new_tokens!r} must be a non-negative int")
-    if temperature < 0:
-        raise InvalidInputError(f"temperature={temperature} must be >= 0 (0 means greedy)")
-    if top_k is not None and top_k < 1:
-        raise InvalidInputError(f"top_k={top_k} must be >= 1 (or None for no top-k)")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise InvalidInputError(f"top_p={top_p} must be in (0, 1] (or None for no top-p)")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
+        0 <= temperature < float("inf")
+    ):
+        raise InvalidInputError(f"temperature={temperature!r} must be a finite number >= 0 (0 means greedy)")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise InvalidInputError(f"top_k={top_k!r} must be an int >= 1 (or None for no top-k)")
+    if top_p is not None and (
+        isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1
+    ):
+        raise InvalidInputError(f"top_p={top_p!r} must be in (0, 1] (or None for no top-p)")
 
 
 def stream(
@@ -75,14 +110,21 @@ def stream(
 ) -> Iterator[list[int | None]]:
     """Yield, at each step, every sequence's new token (``None`` once a sequence has stopped).
 
-    Prompts of different lengths are left-padded and masked. ``temperature=0``
-    is greedy decoding. A sequence stops after ``eos_token_id`` (the config's
-    ``<|endoftext|>`` by default) when ``stop_at_eos``; generation stops when
-    every sequence has stopped or after ``max_new_tokens``. The KV cache is used
-    when the model has one (``use_cache=None``).
-    """
-    import torch
+    :param prompts: token ids: one prompt (a list of ints or a 1-D tensor) or
+        several (a list of lists, or a 2-D tensor whose rows are used as they
+        are). Prompts of different lengths are left-padded and masked, as
+        Hugging Face's ``generate`` does.
+    :param temperature: ``0`` is greedy decoding; otherwise logits are divided
+        by it, then ``top_k`` and ``top_p`` filter them, and a token is sampled.
+    :param seed: seeds the sampling (``None``: drawn from torch's global RNG).
+    :param eos_token_id: the config's ``<|endoftext|>`` by default. A sequence
+        stops after it when ``stop_at_eos``; generation ends when every
+        sequence has stopped, or after ``max_new_tokens`` steps.
+    :param use_cache: use the model's KV cache (``None``: when it has one).
 
+    Arguments are checked at once, before the first step; the model runs
+    without autograd, and only while this generator is advanced.
+    """
     _check_params(max_new_tokens, temperature, top_k, top_p)
     rows = _as_prompts(prompts)
     config = model.config
@@ -97,34 +139,55 @@ def stream(
             f"prompt of {longest} tokens plus max_new_tokens={max_new_tokens} exceeds "
             f"n_positions={config.n_positions}; lower max_new_tokens or shorten the prompt"
         )
+    bad = [t for r in rows for t in r if not 0 <= t < config.vocab_size]
+    if bad:
+        raise InvalidInputError(
+            f"prompt token id {bad[0]} is out of range [0, {config.vocab_size}) for vocab_size={config.vocab_size}"
+        )
+    eos = config.eos_token_id if eos_token_id is None else eos_token_id
+    if not 0 <= eos < config.vocab_size:
+        raise InvalidInputError(f"eos_token_id={eos} is out of range [0, {config.vocab_size})")
+    cached = _has_cache(model) if use_cache is None else bool(use_cache)
+    return _steps(model, rows, longest, max_new_tokens, temperature, top_k, top_p, seed, eos,
+                  stop_at_eos, cached)
+
+
+def _steps(model: GPT2, rows: list[list[int]], longest: int, max_new_tokens: int, temperature: float,
+           top_k: int | None, top_p: float | None, seed: int | None, eos: int, stop_at_eos: bool,
+           cached: bool) -> Iterator[list[int | None]]:
+    import torch
+
     if max_new_tokens == 0:
         return
-    eos = config.eos_token_id if eos_token_id is None else eos_token_id
     device = model.device
+    vocab_size = model.config.vocab_size
     B = len(rows)
     ids = torch.full((B, longest + max_new_tokens), eos, dtype=torch.long, device=device)
-    mask = torch.zeros_like(ids)
+    mask = torch.zeros_like(ids)  # 1 = token, 0 = left padding
     for b, row in enumerate(rows):
         ids[b, longest - len(row) : longest] = torch.tensor(row, dtype=torch.long)
-        mask[b, longest - len(row) : longest + max_new_tokens] = 1
+        mask[b, longest - len(row) :] = 1
     padded = bool((mask[:, :longest] == 0).any())
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed if seed is not None else int(torch.randint(2**62, ()).item()))
-    cached = _has_cache(model) if use_cache is None else use_cache
+    generator = None
+    if temperature > 0:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(seed if seed is not None else int(torch.randint(2**62, ()).item()))
     finished = torch.zeros(B, dtype=torch.bool, device=device)
 
-    with torch.inference_mode():
-        if cached:
+    if cached:
+        with torch.no_grad():
             model.setup_caches(B, longest + max_new_tokens)
-        for step in range(max_new_tokens):
-            end = longest + step  # tokens known so far
+    for step in range(max_new_tokens):
+        end = longest + step  # tokens known so far
+        # autograd off for this step only: the caller's code between steps runs in its own mode
+        with torch.no_grad():
             if cached:
-                start = 0 if step == 0 else end - 1
+                start = 0 if step == 0 else end - 1  # prefill, then one token at a time
                 logits = model(ids[:, start:end], attention_mask=mask[:, :end] if padded else None,
                                input_pos=torch.arange(start, end, device=device))
             else:
                 logits = model(ids[:, :end], attention_mask=mask[:, :end] if padded else None)
-            last = logits[:, -1, : config.vocab_size].float()  # never sample padded vocabulary
+            last = logits[:, -1, :vocab_size].float()  # (B, V)
             if temperature == 0:
                 token = last.argmax(dim=-1)
             else:
@@ -132,11 +195,11 @@ def stream(
                 token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
             token = token.masked_fill(finished, eos)
             ids[:, end] = token
-            yield [None if done else int(t) for t, done in zip(token.tolist(), finished.tolist())]
-            if stop_at_eos:
-                finished |= token == eos
-                if bool(finished.all()):
-                    return
+        yield [None if done else int(t) for t, done in zip(token.tolist(), finished.tolist())]
+        if stop_at_eos:
+            finished |= token == eos
+            if bool(finished.all()):
+                return
 
 
 def generate(
