@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import weakref
+from dataclasses import dataclass
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -80,6 +81,17 @@ def nanogpt_checkpoint(sd: dict[str, torch.Tensor]) -> dict:
                  "param_groups": [{"lr": 6e-4, "betas": (0.9, 0.95), "params": [0]}]}
     return {"model": sd, "optimizer": optimizer, "model_args": model_args, "iter_num": 3,
             "best_val_loss": torch.tensor(2.5), "config": {"dataset": "shakespeare_char"}}
+
+
+@dataclass
+class GPTConfig:
+    """build-nanogpt's config dataclass, which its train_gpt2.py pickles into every checkpoint."""
+
+    block_size: int = 1024
+    vocab_size: int = 50257
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
 
 
 def build_hub_cache(cache: Path, repo_id: str, folder: Path, *, blobs: bool) -> Path:
@@ -157,6 +169,10 @@ def sources(tmp_path_factory, reference) -> dict[str, tuple[object, dict]]:
     compiled = {"_orig_mod." + k: v for k, v in nanogpt.items()}
     torch.save(nanogpt_checkpoint(compiled), root / "ckpt-compiled.pt")
     out["nanoGPT checkpoint of a compiled model"] = (root / "ckpt-compiled.pt", {})
+    build_config = GPTConfig(block_size=CONFIG.n_positions, vocab_size=CONFIG.vocab_size,
+                             n_layer=CONFIG.n_layer, n_head=CONFIG.n_head, n_embd=CONFIG.n_embd)
+    torch.save({"model": compiled, "config": build_config, "step": 10, "val_loss": 3.1}, root / "model_00010.pt")
+    out["build-nanogpt checkpoint"] = (root / "model_00010.pt", {})
     torch.save(nanogpt, root / "nanogpt-state.pt")
     out["nanoGPT state dict, layout given"] = (root / "nanogpt-state.pt", {"config": CONFIG, "layout": "nanogpt"})
 
@@ -173,7 +189,7 @@ SOURCE_NAMES = [
     "pytorch_model.bin folder", "sharded pytorch_model.bin folder",
     ".safetensors file with config.json", ".safetensors file alone, config given",
     "plain .pt state dict, config given", "plain .pt state dict with config.json",
-    "nanoGPT checkpoint", "nanoGPT checkpoint of a compiled model", "nanoGPT state dict, layout given",
+    "nanoGPT checkpoint", "nanoGPT checkpoint of a compiled model", "build-nanogpt checkpoint", "nanoGPT state dict, layout given",
     "in-memory HF state dict", "in-memory GPT2Model state dict", "in-memory nanoGPT checkpoint",
     "in-memory canonical state dict",
 ]
@@ -225,6 +241,13 @@ def test_hub_id_loads_from_the_cache_offline(hub_cache, expected, ids, variant, 
     model = zoo.load(variant, weights=repo_id)
     assert model.config == CONFIG  # from the cached config.json, not the gpt2 preset
     torch.testing.assert_close(logits(model, ids), expected, atol=ATOL, rtol=0)
+
+
+def test_hub_revision_is_resolved_in_the_cache(hub_cache, expected, ids):
+    model = zoo.load("pure", weights="org/name", revision=COMMIT)
+    torch.testing.assert_close(logits(model, ids), expected, atol=ATOL, rtol=0)
+    with pytest.raises(WeightsSourceError, match="'org/name' is no local file or folder"):
+        zoo.load("pure", weights="org/name", revision="v2")
 
 
 def test_hub_cache_is_found_through_the_environment_alone(tmp_path, sources, expected, ids):
@@ -282,7 +305,7 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path, name, zip_format):
     target = tmp_path / name if name.endswith(".pt") else tmp_path  # a file, or a save_pretrained folder
     with pytest.raises(WeightsSourceError, match="weights_only") as info:
         zoo.load("pure", weights=target)
-    assert "refused" in str(info.value)
+    assert "refused" in str(info.value) and "Unsupported global" in str(info.value)
     assert CODE_RAN == []
     torch.load(tmp_path / name, weights_only=False)  # what a careless loader would have done
     assert CODE_RAN == ["unpickled"]

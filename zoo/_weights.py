@@ -70,23 +70,47 @@ class SafetensorsSource(Mapping[str, Any]):
         return len(self._where)
 
 
+class _RecordedGPTConfig:
+    """Stands in for build-nanogpt's ``GPTConfig`` dataclass while unpickling: it keeps the fields, runs nothing."""
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, dict):
+            self.__dict__.update(state)
+
+
+# build-nanogpt's train_gpt2.py pickles its GPTConfig object (from __main__) beside the state dict
+_GPT_CONFIG_GLOBAL = re.compile(r"GLOBAL ([\w.]+\.GPTConfig) was not an allowed global")
+
+
 def _torch_load(path: Path) -> Any:
     """``torch.load`` that unpickles only tensors and plain containers, memory-mapped where it can."""
     import torch
 
-    try:
+    def load(**kwargs: Any) -> Any:
         try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True, **kwargs)
         except RuntimeError as exc:
             if "mmap" not in str(exc):
                 raise
             # the legacy (non-zip) format cannot be memory-mapped: read it whole
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, **kwargs)
+
+    try:
+        try:
+            return load()
+        except pickle.UnpicklingError as exc:
+            found = _GPT_CONFIG_GLOBAL.search(str(exc))
+            if found is None:
+                raise
+            with torch.serialization.safe_globals([(_RecordedGPTConfig, found.group(1))]):
+                return load()
     except pickle.UnpicklingError as exc:
+        lines = str(exc).splitlines()
+        reason = next((line.strip() for line in lines if "WeightsUnpickler error" in line), lines[0])
         raise WeightsSourceError(
             f"{str(path)!r} pickles Python objects that could run code, so it is refused "
             f"(only plain tensors and containers are read, with torch.load(weights_only=True)): "
-            f"{str(exc).splitlines()[0]}. If you trust the file, re-save its state dict with "
+            f"{reason} If you trust the file, re-save its state dict with "
             "torch.save(state_dict, path) or as safetensors"
         ) from exc
     except Exception as exc:  # torch raises many types for files that are not its own
@@ -159,16 +183,24 @@ def _nanogpt_config(args: Any, where: str) -> GPT2Config:
 def _unwrap_checkpoint(
     data: Any, where: str, layout: Layout | None
 ) -> tuple[Mapping[str, Any], GPT2Config | None, Layout | None]:
-    """A nanoGPT training checkpoint ``{'model': sd, 'model_args': {...}}`` -> its state dict and config."""
+    """A training checkpoint -> its state dict and config; any other dict is a state dict.
+
+    nanoGPT's ``train.py`` saves ``{'model': sd, 'model_args': {...}, ...}``;
+    build-nanogpt's ``train_gpt2.py`` saves ``{'model': sd, 'config': GPTConfig(...), ...}``.
+    """
     if not isinstance(data, Mapping):
         raise WeightsSourceError(f"{where} holds a {type(data).__name__}, not a state dict")
     if "model" in data and isinstance(data["model"], Mapping):
-        if "model_args" not in data:
+        if "model_args" in data:
+            args = data["model_args"]
+        elif isinstance(data.get("config"), _RecordedGPTConfig):
+            args = vars(data["config"])
+        else:
             raise WeightsSourceError(
                 f"{where} looks like a training checkpoint but has no 'model_args'; "
                 "pass config=zoo.GPT2Config(...) with its state dict instead"
             )
-        return data["model"], _nanogpt_config(data["model_args"], where), layout or NANOGPT
+        return data["model"], _nanogpt_config(args, where), layout or NANOGPT
     return data, None, layout
 
 
@@ -247,8 +279,11 @@ def open_weights(
     """Open ``source`` and return its config and checked canonical weights (read lazily).
 
     ``source`` is a Hugging Face hub id, a ``save_pretrained`` folder, a
-    ``.safetensors`` file, a ``.bin``/``.pt`` state dict, a nanoGPT checkpoint
-    (``{'model': ..., 'model_args': ...}``), or an in-memory state dict.
+    ``.safetensors`` file, a ``.bin``/``.pt`` state dict, a nanoGPT or
+    build-nanogpt training checkpoint (``{'model': ..., 'model_args': ...}`` or
+    ``{'model': ..., 'config': GPTConfig(...)}``), or an in-memory state dict
+    or checkpoint. Torch files are read with ``weights_only=True``; a pickled
+    ``GPTConfig`` is read as a plain record of its fields, never imported.
     ``layout`` names the key layout (``hf``, ``nanogpt``, ``canonical``) where
     the source does not fix it; ``config`` overrides the source's config.
     """
