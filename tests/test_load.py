@@ -276,7 +276,8 @@ def test_hub_id_not_in_the_cache_says_the_hub_cannot_be_reached(hub_cache):
 
 
 @pytest.mark.parametrize(
-    "path", ["./no/such/folder", "/no/such/model.safetensors", "missing.safetensors", "a/b/c", Path("nowhere")]
+    "path", ["./no/such/folder", "../up", "/no/such/model.safetensors", "~/no/such", "missing.safetensors",
+             "ckpt.pt", "a/b/c", "my model", Path("nowhere")]
 )
 def test_a_local_path_that_does_not_exist_is_a_clear_error(path):
     with pytest.raises(WeightsSourceError, match=f"no such file or folder: '{os.fspath(path)}'"):

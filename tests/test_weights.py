@@ -196,6 +196,16 @@ def test_a_broken_shard_index_is_a_source_error(tmp_path, folder):
         zoo.open_weights(tmp_path)
 
 
+def test_a_shard_missing_from_a_sharded_folder_is_named(tmp_path, folder):
+    shutil.copy(folder / "config.json", tmp_path)
+    shutil.copy(folder / "model.safetensors", tmp_path / "model-00001-of-00002.safetensors")
+    index = {"weight_map": {"transformer.wte.weight": "model-00001-of-00002.safetensors",
+                            "transformer.ln_f.bias": "model-00002-of-00002.safetensors"}}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(WeightsSourceError, match="model-00002-of-00002.safetensors"):
+        zoo.open_weights(tmp_path)
+
+
 def test_an_unknown_file_type_is_refused(tmp_path):
     (tmp_path / "weights.gguf").write_bytes(b"GGUF")
     with pytest.raises(WeightsSourceError, match="unrecognised weight file"):

@@ -224,12 +224,15 @@ def _folder_files(folder: Path) -> tuple[list[Path], str]:
     )
 
 
+_HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?\Z")  # "gpt2", "openai-community/gpt2"
+
+
 def _looks_like_path(text: str) -> bool:
+    """Whether a name that exists nowhere on disk was meant as a path rather than a hub id."""
     return (
-        text.startswith((".", "/", "~"))
-        or os.sep in text.strip("/").replace("/", "", 1)
+        not _HUB_ID.match(text)
+        or text.startswith(".")
         or text.endswith((".safetensors", ".json", *TORCH_SUFFIXES))
-        or text.count("/") > 1
     )
 
 
