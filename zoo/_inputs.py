@@ -22,11 +22,13 @@ def check_inputs(
     *,
     max_seq_length: int | None = None,
     max_batch_size: int | None = None,
+    device: torch.device | str | None = None,
 ) -> None:
     """Raise :class:`zoo.InvalidInputError` naming the problem if the arguments break the interface.
 
     ``max_seq_length`` and ``max_batch_size`` are the cache sizes when
-    ``input_pos`` is given (``None``: no cache was set up).
+    ``input_pos`` is given (``None``: no cache was set up). ``device``, when
+    given, is the model's: every tensor must be on it.
     """
     import torch
 
@@ -45,6 +47,8 @@ def check_inputs(
             f"input_ids must be 2-D [batch, tokens], got shape {list(input_ids.shape)}{hint}"
         )
     batch, tokens = input_ids.shape
+    if device is not None:
+        _check_device("input_ids", input_ids, torch.device(device))
     if batch == 0 or tokens == 0:
         raise InvalidInputError(
             f"input_ids is empty (shape {list(input_ids.shape)}); pass at least one token per sequence"
@@ -68,8 +72,18 @@ def check_inputs(
                 "input_pos was given but no KV cache is set up; call setup_caches(max_batch_size, "
                 "max_seq_length) first, or omit input_pos for a full forward"
             )
-        if not isinstance(input_pos, torch.Tensor) or input_pos.is_floating_point():
-            raise InvalidInputError("input_pos must be an integer torch.Tensor of cache positions")
+        if (
+            not isinstance(input_pos, torch.Tensor)
+            or input_pos.is_floating_point()
+            or input_pos.is_complex()
+            or input_pos.dtype == torch.bool
+        ):
+            raise InvalidInputError(
+                "input_pos must be an integer torch.Tensor of cache positions, e.g. "
+                "torch.arange(start, start + tokens)"
+            )
+        if device is not None:
+            _check_device("input_pos", input_pos, torch.device(device))
         if input_pos.dim() != 1 or input_pos.shape[0] != tokens:
             raise InvalidInputError(
                 f"input_pos must have shape [{tokens}] (one position per token), got {list(input_pos.shape)}"
@@ -92,6 +106,8 @@ def check_inputs(
             raise InvalidInputError(
                 f"attention_mask must be a torch.Tensor, got {type(attention_mask).__name__}"
             )
+        if device is not None:
+            _check_device("attention_mask", attention_mask, torch.device(device))
         expected = [batch, context]
         if list(attention_mask.shape) != expected:
             what = "tokens" if input_pos is None else "cache slots written so far (input_pos[-1] + 1)"
@@ -106,7 +122,18 @@ def check_inputs(
             )
         if not ok:
             raise InvalidInputError("attention_mask must hold only 0 (padding) and 1 (token)")
-        if not bool(attention_mask.bool().any(dim=-1).all()):
+        # with a cache, a chunk of a left-padded prefill may still be all padding for some row
+        if input_pos is None and not bool(attention_mask.bool().any(dim=-1).all()):
             raise InvalidInputError(
                 "attention_mask has a sequence with no tokens at all (every entry 0); drop that row"
             )
+
+
+def _check_device(what: str, tensor: torch.Tensor, device: torch.device) -> None:
+    same = tensor.device.type == device.type and (
+        device.index is None or tensor.device.index in (None, device.index)
+    )
+    if not same:
+        raise InvalidInputError(
+            f"{what} is on {tensor.device} but the model is on {device}; move it with .to(model.device)"
+        )

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 import zoo
-from zoo.weight_map import HF, TIED, from_canonical, to_canonical
+from zoo.weight_map import CANONICAL, HF, TIED, CanonicalWeights, from_canonical, to_canonical
 
 
 def _new_cache() -> Any:
@@ -42,10 +42,15 @@ class HFGPT2(nn.Module, zoo.GPT2):
         hf_config = config.to_hf()
         hf_config._attn_implementation = attn_implementation
         with torch.device("meta"):
-            model = GPT2LMHeadModel(hf_config)
-        model = model.to_empty(device=device).to(dtype or torch.float32)
+            model = GPT2LMHeadModel(hf_config).to(dtype=dtype or torch.float32)
+        model = model.to_empty(device=device)
         model.tie_weights()
-        return cls(model, config).eval()
+        if model.lm_head.weight is not model.transformer.wte.weight:  # older transformers
+            model.lm_head.weight = model.transformer.wte.weight
+        wrapped = cls(model, config)
+        # GPT-2's initialisation from torch's global RNG: the same weights as ``pure`` after one seed
+        wrapped.import_weights(zoo.random_weights(config, seed=int(torch.randint(2**31, ()))))
+        return wrapped.eval()
 
     @property
     def device(self) -> torch.device:
@@ -66,7 +71,7 @@ class HFGPT2(nn.Module, zoo.GPT2):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 input_pos: torch.Tensor | None = None) -> torch.Tensor:
-        zoo.check_inputs(self.config, input_ids, attention_mask, input_pos,
+        zoo.check_inputs(self.config, input_ids, attention_mask, input_pos, device=self.device,
                          max_seq_length=self.max_seq_length, max_batch_size=self.max_batch_size)
         B, T = input_ids.shape
         if input_pos is None:
@@ -96,11 +101,20 @@ class HFGPT2(nn.Module, zoo.GPT2):
         return out.logits
 
     def import_weights(self, weights: Mapping[str, Any]) -> None:
+        if not isinstance(weights, CanonicalWeights):  # a plain dict: check every key and shape first
+            weights = to_canonical(weights, self.config, CANONICAL)
         params = dict(self.model.named_parameters())  # lm_head.weight is tied: not listed
         with torch.no_grad():
-            for key, tensor in from_canonical(weights, HF):
-                if key != TIED[0]:  # the same parameter as wte.weight
-                    params[key].copy_(torch.as_tensor(tensor))
+            for key, tensor in from_canonical(weights, HF):  # one tensor at a time
+                if key == TIED[0]:  # the same parameter as wte.weight
+                    continue
+                tensor = torch.as_tensor(tensor)
+                if tensor.shape != params[key].shape:
+                    raise zoo.WeightsMismatchError(
+                        f"{key} is {list(tensor.shape)}, expected {list(params[key].shape)} for {self.config}",
+                        mismatched=[(key, tuple(tensor.shape), tuple(params[key].shape))],
+                    )
+                params[key].copy_(tensor)
 
     def export_weights(self) -> dict[str, torch.Tensor]:
         state = {k: p.detach() for k, p in self.model.named_parameters()}

@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import zoo
+from zoo.weight_map import CANONICAL, CanonicalWeights, to_canonical
 
 
 class KVCache(nn.Module):
@@ -53,7 +54,8 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         if input_pos is not None:
-            assert self.kv_cache is not None
+            if self.kv_cache is None:
+                raise zoo.InvalidInputError("input_pos was given but no KV cache is set up; call setup_caches()")
             k, v = self.kv_cache.update(input_pos, k, v)  # (B, nh, S, hs)
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, T, S)
         # a large finite fill keeps rows with nothing to attend to (padding) finite
@@ -104,12 +106,18 @@ class GPT(nn.Module, zoo.GPT2):
     @classmethod
     def build(cls, config: zoo.GPT2Config, *, device: torch.device | str = "cpu",
               dtype: torch.dtype = torch.float32) -> GPT:
-        """Allocate without initialising; ``zoo.load`` imports the weights."""
+        """A model with GPT-2's random initialisation, drawn from torch's global RNG.
+
+        The modules are created on the meta device and allocated once, directly
+        in ``dtype`` on ``device``; the weights come from ``zoo.random_weights``,
+        so ``hf`` built after the same ``torch.manual_seed`` holds the same ones.
+        """
         with torch.device("meta"):
-            model = cls(config)
-        model.to_empty(device=device).to(dtype)
+            model = cls(config).to(dtype=dtype)
+        model.to_empty(device=device)
         model.lm_head.weight = model.wte.weight  # to_empty() re-creates the parameters
-        return model.eval()  # GPT-2's default dropout does not exist here, but be explicit
+        model.import_weights(zoo.random_weights(config, seed=int(torch.randint(2**31, ()))))
+        return model.eval()  # there is no dropout here, but callers may rely on eval mode
 
     @property
     def device(self) -> torch.device:
@@ -133,7 +141,7 @@ class GPT(nn.Module, zoo.GPT2):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 input_pos: torch.Tensor | None = None) -> torch.Tensor:
-        zoo.check_inputs(self.config, input_ids, attention_mask, input_pos,
+        zoo.check_inputs(self.config, input_ids, attention_mask, input_pos, device=self.device,
                          max_seq_length=self.max_seq_length, max_batch_size=self.max_batch_size)
         B, T = input_ids.size()
         device = input_ids.device
@@ -160,10 +168,18 @@ class GPT(nn.Module, zoo.GPT2):
         return self.lm_head(x)  # (B, T, vocab_size), every position
 
     def import_weights(self, weights: Mapping[str, Any]) -> None:
+        if not isinstance(weights, CanonicalWeights):  # a plain dict: check every key and shape first
+            weights = to_canonical(weights, self.config, CANONICAL)
         params = dict(self.named_parameters())  # lm_head.weight is wte.weight: listed once
         with torch.no_grad():
-            for name in weights:
-                params[name].copy_(torch.as_tensor(weights[name]))
+            for name in weights:  # one tensor at a time: never two full copies
+                tensor = torch.as_tensor(weights[name])
+                if tensor.shape != params[name].shape:
+                    raise zoo.WeightsMismatchError(
+                        f"{name} is {list(tensor.shape)}, expected {list(params[name].shape)} for {self.config}",
+                        mismatched=[(name, tuple(tensor.shape), tuple(params[name].shape))],
+                    )
+                params[name].copy_(tensor)
 
     def export_weights(self) -> dict[str, torch.Tensor]:
         return {name: p.detach() for name, p in self.named_parameters()}
