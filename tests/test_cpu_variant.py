@@ -87,10 +87,15 @@ def test_build_draws_the_same_random_weights_as_pure() -> None:
 def test_weights_are_contiguous_float32_numpy_in_fast_orientation(small) -> None:
     _, model = small
     block = model.h[0]
-    for array in (model.wte.weight, block.attn.c_attn.weight, block.mlp.c_fc.weight, block.ln_1.weight):
+    arrays = (model.wte.weight_t, model.wpe.weight, block.attn.c_attn.weight, block.mlp.c_fc.weight,
+              block.ln_1.weight)
+    for array in arrays:
         assert isinstance(array, np.ndarray) and array.dtype == np.float32 and array.flags.c_contiguous
     assert block.attn.c_attn.weight.shape == (SMALL.n_embd, 3 * SMALL.n_embd)  # [in, out]
+    assert model.wte.weight_t.shape == (SMALL.n_embd, SMALL.vocab_size)  # lm_head as [in, out] too
     assert block.mlp.c_proj.weight.shape == (4 * SMALL.n_embd, SMALL.n_embd)
+    exported = model.export_weights()["wte.weight"]
+    assert np.shares_memory(exported.numpy(), model.wte.weight_t), "the embedding and lm_head are one array"
 
 
 # -- logits against Hugging Face -------------------------------------------------

@@ -7,8 +7,13 @@ Hugging Face's (``wte``, ``h.{i}.attn.c_attn``, ``ln_f``), so
 weights are stored ``[in, out]`` (the transpose of the canonical ``nn.Linear``
 orientation) because batch-1 decoding is a vector-matrix product per layer,
 and OpenBLAS streams ``x @ W`` with ``W`` ``[in, out]`` C-contiguous faster
-than ``W @ x`` with ``W`` ``[out, in]``. ``lm_head`` is ``wte`` itself: the
-logits are ``x @ wte.weight.T``.
+than ``W @ x`` with ``W`` ``[out, in]`` (by about a quarter on the 124M shape,
+one thread). ``lm_head`` is ``wte`` itself, one array, and the same argument
+holds for the largest product of a decoding step: the token embedding is stored
+``[n_embd, vocab_size]``, so the logits are ``x @ wte.weight_t`` (about 1.5x
+faster than ``x @ wte.T`` from ``[vocab_size, n_embd]``), and an embedding
+lookup gathers columns instead of rows, which costs little even for a
+1024-token prefill.
 
 Torch appears only at the zoo's interface (:meth:`GPT.forward` takes and
 returns torch tensors, :meth:`GPT.export_weights` returns them, and the
@@ -93,6 +98,22 @@ class Embedding(Module):
 
     def __call__(self, idx: np.ndarray) -> np.ndarray:
         return self.weight[idx]
+
+
+class TiedEmbedding(Module):
+    """The token embedding, which is also ``lm_head``: one array, stored ``[dim, n]``."""
+
+    def __init__(self, n: int, dim: int) -> None:
+        self.weight_t = np.empty((dim, n), dtype=DTYPE)
+
+    def __call__(self, idx: np.ndarray) -> np.ndarray:
+        return np.moveaxis(self.weight_t[:, idx], 0, -1)  # (C, B, T) -> (B, T, C)
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.weight_t  # (N, C) @ (C, n): the weights stream in the fast orientation
+
+    def named_weights(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        yield prefix + "weight", self.weight_t.T  # a view in nn.Embedding orientation, [n, dim]
 
 
 class LayerNorm(Module):
@@ -198,7 +219,7 @@ _controller: Any = None  # threadpoolctl.ThreadpoolController, False if unavaila
 class GPT(Module, zoo.GPT2):
     def __init__(self, config: zoo.GPT2Config) -> None:
         self.config = config
-        self.wte = Embedding(config.vocab_size, config.n_embd)  # token embedding, and lm_head (tied)
+        self.wte = TiedEmbedding(config.vocab_size, config.n_embd)  # token embedding, and lm_head
         self.wpe = Embedding(config.n_positions, config.n_embd)  # position embedding
         self.h = [Block(config) for _ in range(config.n_layer)]
         self.ln_f = LayerNorm(config.n_embd, config.layer_norm_epsilon)
@@ -289,7 +310,7 @@ class GPT(Module, zoo.GPT2):
         for block in self.h:
             x = block(x, allowed, input_pos)
         x = self.ln_f(x)
-        logits = x.reshape(B * T, -1) @ self.wte.weight.T  # tied lm_head: (B*T, vocab_size), every position
+        logits = self.wte.logits(x.reshape(B * T, -1))  # tied lm_head: (B*T, vocab_size), every position
         return logits.reshape(B, T, -1)
 
     def import_weights(self, weights: Mapping[str, Any]) -> None:
