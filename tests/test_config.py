@@ -195,6 +195,11 @@ def test_n_embd_not_divisible_by_n_head_suggests_head_counts():
     assert 8 in suggested and 12 in suggested  # the divisors nearest to 10
 
 
+def test_head_count_suggestions_are_quick_for_huge_widths():
+    with pytest.raises(ConfigError, match=r"choose n_head from \[1000, 1024, 1250\]"):
+        GPT2Config(n_embd=10**12, n_head=1100)  # 10**12 = 2**12 * 5**12: divisors near 1100
+
+
 @pytest.mark.parametrize("field", ["vocab_size", "n_positions", "n_embd", "n_layer", "n_head"])
 @pytest.mark.parametrize("value", [0, -1])
 def test_non_positive_sizes_are_refused(field, value):

@@ -34,7 +34,7 @@ class GPT2Config:
     initializer_range: float = 0.02  # std of the normal used for random initialisation
 
     def __post_init__(self) -> None:
-        problems = []
+        problems: list[str] = []
         for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -44,8 +44,7 @@ class GPT2Config:
             else:  # NumPy and other integers become plain ints, so configs compare and hash alike
                 object.__setattr__(self, name, int(value))
         if not problems and self.n_embd % self.n_head:
-            divisors = [h for h in range(1, self.n_embd + 1) if self.n_embd % h == 0]
-            near = sorted(divisors, key=lambda h: abs(h - self.n_head))[:3]
+            near = sorted(_divisors(self.n_embd), key=lambda h: abs(h - self.n_head))[:3]
             problems.append(
                 f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
                 f"choose n_head from {sorted(near)} or change n_embd"
@@ -162,6 +161,11 @@ class GPT2Config:
             return cls.from_hf(data)
         except ConfigError as exc:
             raise ConfigError(f"{os.fspath(path)!r}: {exc}") from exc
+
+
+def _divisors(n: int) -> list[int]:
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return sorted({*small, *(n // d for d in small)})
 
 
 PRESETS: dict[str, GPT2Config] = {
