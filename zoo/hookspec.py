@@ -12,6 +12,11 @@ The built-in variants are registered through the very same group. Set
 ``ZOO_DISABLE_PLUGIN_AUTOLOAD=1`` to load only the built-ins. Hooks are called
 with keyword arguments, and an implementation may accept fewer arguments than
 its specification, so specifications can grow without breaking plugins.
+
+A plugin that fails to import, implements a hook that is not specified here
+(``zoo_variant`` for ``zoo_variants``: pluggy's ``check_pending``), implements
+none, or declares a name another source already uses is listed as broken by
+``zoo list``, with its error; the rest of the zoo keeps working.
 """
 
 from __future__ import annotations
