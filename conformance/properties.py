@@ -62,6 +62,15 @@ class Context:
     def caps(self) -> zoo.Capabilities:
         return self.variant.capabilities
 
+    pinned_notes: list[str] | None = None  # collects notes while a pinned case runs outside hypothesis
+
+    def note(self, text: str) -> None:
+        """Context for the failing example: hypothesis' ``note``, or kept for a pinned case."""
+        if self.pinned_notes is not None:
+            self.pinned_notes.append(text)
+        else:
+            note(text)
+
     def judge(self, prop: str) -> Judge:
         return Judge(self.variant, prop, self.reproducer(prop), self.stats)
 
@@ -73,21 +82,46 @@ class Context:
         return variant_model(self.variant, config, init, self.device, dtype or self.dtype, purpose)
 
 
+#: a property's ``@given`` test, and the cases it must also pass after hypothesis' examples
+Built = tuple[Callable[..., None], list[Any]]
+
+
 @dataclass(frozen=True)
 class Property:
     """One property: its name, what it checks, when it applies, and how to build its test."""
 
     name: str
     summary: str
-    build: Callable[[Context], Callable[[], None]]
+    build: Callable[[Context], Built]
     requires: Callable[[zoo.Capabilities], str | None] = lambda caps: None  # a reason to skip, or None
 
     def test(self, ctx: Context, profile: settings, seed_value: int | None = None) -> Callable[[], None]:
-        """The property's hypothesis test for ``ctx``, under ``profile`` (and ``seed_value``)."""
-        test = settings(profile)(self.build(ctx))
+        """The property's test for ``ctx``, under ``profile`` (and ``seed_value``).
+
+        The hypothesis test runs first, so a failure shrinks to a small
+        counterexample; the pinned cases (the 124M shape) run after it.
+        """
+        given_test, pinned = self.build(ctx)
+        inner = given_test.hypothesis.inner_test  # type: ignore[attr-defined]
+        test = settings(profile)(given_test)
         if seed_value is not None and not profile.derandomize:
             test = seed(seed_value)(test)
-        return test
+
+        def run() -> None:
+            test()
+            for case in pinned:
+                ctx.pinned_notes = []
+                try:
+                    inner(case=case)
+                except BaseException as exc:
+                    exc.add_note(f"Failing pinned example: {self.name}(\n    case={case!r},\n)")
+                    for text in ctx.pinned_notes:
+                        exc.add_note(text)
+                    raise
+                finally:
+                    ctx.pinned_notes = None
+
+        return run
 
 
 # -- small helpers ------------------------------------------------------------------------
@@ -134,12 +168,11 @@ def _left_pad(case: s.PaddedCase | s.IncrementalCase, pad: int) -> tuple[torch.T
 
 
 # -- the properties -----------------------------------------------------------------------
-def _logits(ctx: Context) -> Callable[[], None]:
+def _logits(ctx: Context) -> Built:
     caps = ctx.caps
     judge = ctx.judge("logits")
 
     @given(case=s.forward_cases(ctx.configs(), caps.dtypes))
-    @example(case=s.forward_example(caps.dtypes[0], caps.test_configs))
     def logits(case: s.ForwardCase) -> None:
         import torch
 
@@ -152,14 +185,13 @@ def _logits(ctx: Context) -> Callable[[], None]:
 
     for name in caps.dtypes:  # every declared dtype, at the largest init scale, every position used
         logits = example(case=s.small_full_length_example(name, caps.test_configs))(logits)
-    return logits
+    return logits, [s.forward_example(caps.dtypes[0], caps.test_configs)]
 
 
-def _causality(ctx: Context) -> Callable[[], None]:
+def _causality(ctx: Context) -> Built:
     judge = ctx.judge("causality")
 
     @given(case=s.causality_cases(ctx.configs(min_positions=2)))
-    @example(case=s.causality_example(ctx.caps.test_configs))
     def causality(case: s.CausalityCase) -> None:
         ctx.stats.examples += 1
         model = ctx.model(case.config, case.init)
@@ -172,14 +204,13 @@ def _causality(ctx: Context) -> Callable[[], None]:
         judge.assert_close(f"logits before position {p} after changing the token at {p}",
                            after[:, :p], before[:, :p], dtype=ctx.dtype_name, **ref)
 
-    return causality
+    return causality, [s.causality_example(ctx.caps.test_configs)]
 
 
-def _batch(ctx: Context) -> Callable[[], None]:
+def _batch(ctx: Context) -> Built:
     judge = ctx.judge("batch")
 
     @given(case=s.batches(ctx.configs()))
-    @example(case=s.batch_example(ctx.caps.test_configs))
     def batch(case: s.Batch) -> None:
         import torch
 
@@ -192,20 +223,19 @@ def _batch(ctx: Context) -> Callable[[], None]:
         judge.assert_close("rows of a batch vs each row run alone", together, alone,
                            dtype=ctx.dtype_name, **ref)
 
-    return batch
+    return batch, [s.batch_example(ctx.caps.test_configs)]
 
 
-def _padding(ctx: Context) -> Callable[[], None]:
+def _padding(ctx: Context) -> Built:
     judge = ctx.judge("padding")
 
     @given(case=s.padded_cases(ctx.configs(min_positions=2)))
-    @example(case=s.padded_example(ctx.caps.test_configs))
     def padding(case: s.PaddedCase) -> None:
         ctx.stats.examples += 1
         model = ctx.model(case.config, case.init)
         ids, mask = _left_pad(case, case.pad)
         T = ids.size(1)
-        note(f"padded ids {ids.tolist()}, attention_mask {mask.tolist()}")
+        ctx.note(f"padded ids {ids.tolist()}, attention_mask {mask.tolist()}")
         padded = _run(model, ids, mask)
         for b, n in enumerate(case.real):
             row = ids[b : b + 1, T - n :]
@@ -217,15 +247,14 @@ def _padding(ctx: Context) -> Callable[[], None]:
         judge.assert_close("left-padded batch vs Hugging Face given the same mask and position ids",
                            padded, ref["hf64"], dtype=ctx.dtype_name, where=mask, **ref)
 
-    return padding
+    return padding, [s.padded_example(ctx.caps.test_configs)]
 
 
-def _incremental(ctx: Context) -> Callable[[], None]:
+def _incremental(ctx: Context) -> Built:
     judge = ctx.judge("incremental")
     padding_ok = ctx.caps.padding
 
     @given(case=s.incremental_cases(ctx.configs(min_positions=2), padding=padding_ok))
-    @example(case=s.incremental_example(padding_ok, ctx.caps.test_configs))
     def incremental(case: s.IncrementalCase) -> None:
         import torch
 
@@ -250,7 +279,7 @@ def _incremental(ctx: Context) -> Callable[[], None]:
                 f"prefill of {split} then token-by-token decoding (cache of {case.cache_length}) "
                 "vs one full forward", decoded, full, dtype=ctx.dtype_name, where=mask, **ref)
 
-    return incremental
+    return incremental, [s.incremental_example(padding_ok, ctx.caps.test_configs)]
 
 
 def _first_eos(tokens: list[int], eos: int) -> list[int]:
@@ -275,12 +304,11 @@ def _hf_greedy(case: s.GenerationCase) -> list[list[int]]:
     return [_first_eos(row[longest:].tolist(), eos) for row in out]
 
 
-def _generation(ctx: Context) -> Callable[[], None]:
+def _generation(ctx: Context) -> Built:
     judge = ctx.judge("generation")
     padding_ok = ctx.caps.padding
 
     @given(case=s.generation_cases(ctx.configs(min_positions=2), padding=padding_ok))
-    @example(case=s.generation_example(padding_ok, ctx.caps.test_configs))
     def generation(case: s.GenerationCase) -> None:
         ctx.stats.examples += 1
         model = ctx.model(case.config, case.init)
@@ -308,15 +336,15 @@ def _generation(ctx: Context) -> Callable[[], None]:
             last64, last_dt = ref["hf64"][0, -1], ref["hf_dtype"][0, -1]
             bound = tol.error_factor * float((last_dt - last64).abs().max()) + tol.abs_floor.get(ctx.dtype_name, 0.0)
             gap = float(last64[theirs[step]] - last64[mine[step]])
-            note(f"prompt {b}, step {step}: HF float64 logit gap {gap:.3g}, allowed tie {2 * bound:.3g}")
+            ctx.note(f"prompt {b}, step {step}: HF float64 logit gap {gap:.3g}, allowed tie {2 * bound:.3g}")
             if gap > 2 * bound:
                 judge.fail(f"greedy generation from prompt {b} differs from Hugging Face's generate at "
                            f"step {step} (logit gap {gap:.3g} > 2 x bound {bound:.3g})", mine, theirs)
 
-    return generation
+    return generation, [s.generation_example(padding_ok, ctx.caps.test_configs)]
 
 
-def _weights(ctx: Context) -> Callable[[], None]:
+def _weights(ctx: Context) -> Built:
     judge = ctx.judge("weights")
     lossless = ctx.caps.lossless_weights
 
@@ -360,7 +388,7 @@ def _weights(ctx: Context) -> Callable[[], None]:
             ref = _refs(config, init, ctx.dtype, ids)
             judge.assert_close(what, _run(model, ids), ref["hf64"], dtype=ctx.dtype_name, **ref)
 
-    return weights
+    return weights, []
 
 
 def _parameter_names(model: Any, exported: dict[str, Any]) -> dict[str, tuple[str, bool]]:
@@ -379,7 +407,7 @@ def _parameter_names(model: Any, exported: dict[str, Any]) -> dict[str, tuple[st
     return names
 
 
-def _training(ctx: Context) -> Callable[[], None]:
+def _training(ctx: Context) -> Built:
     judge = ctx.judge("training")
 
     @given(case=s.training_cases(ctx.configs(min_positions=2)))
@@ -424,7 +452,7 @@ def _training(ctx: Context) -> Callable[[], None]:
         if missing:
             judge.fail("canonical weights with no parameter to train", missing, [])
 
-    return training
+    return training, []
 
 
 _KEYWORDS: dict[str, tuple[str, ...]] = {
@@ -474,7 +502,7 @@ def _bad_call(model: zoo.GPT2, case: s.BadInput, valid: torch.Tensor) -> tuple[C
     raise ValueError(f"unknown bad-input kind {kind!r}")
 
 
-def _bad_input(ctx: Context) -> Callable[[], None]:
+def _bad_input(ctx: Context) -> Built:
     judge = ctx.judge("bad-input")
 
     @given(case=s.bad_inputs(ctx.configs(), kv_cache=ctx.caps.kv_cache))
@@ -500,14 +528,13 @@ def _bad_input(ctx: Context) -> Callable[[], None]:
                        "no error", "zoo.InvalidInputError")
         judge.assert_equal(f"logits of a valid input after the rejected {case.kind}", _run(model, valid), before)
 
-    return bad_input
+    return bad_input, []
 
 
-def _determinism(ctx: Context) -> Callable[[], None]:
+def _determinism(ctx: Context) -> Built:
     judge = ctx.judge("determinism")
 
     @given(case=s.forward_cases(ctx.configs()))
-    @example(case=s.forward_example(ctx.dtype_name, ctx.caps.test_configs))
     def determinism(case: s.ForwardCase) -> None:
         import torch
 
@@ -525,7 +552,7 @@ def _determinism(ctx: Context) -> Callable[[], None]:
                 runs.append(_run(model, ids, input_pos=torch.arange(T)))
             judge.assert_equal("the same prefill through the KV cache run twice", runs[1], runs[0])
 
-    return determinism
+    return determinism, [s.forward_example(ctx.dtype_name, ctx.caps.test_configs)]
 
 
 def _needs(flag: str, what: str) -> Callable[[zoo.Capabilities], str | None]:
