@@ -71,7 +71,7 @@ class Stats:
     notes: list[str] = field(default_factory=list)
 
     def record(self, verdict: Verdict) -> None:
-        if self.worst is None or verdict.ratio > self.worst.ratio:
+        if self.worst is None or (verdict.ratio, verdict.value) > (self.worst.ratio, self.worst.value):
             self.worst = verdict
 
 

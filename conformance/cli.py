@@ -35,7 +35,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             raise zoo.ZooError(f"unknown property {prop!r}; choose from {', '.join(known)}")
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         raise zoo.CapabilityError("--device cuda was given but torch sees no CUDA GPU; use --device cpu")
-    profile = profiles.resolve(args.profile)
+    try:
+        profile = profiles.resolve(args.profile)
+    except ValueError as exc:
+        raise zoo.ZooError(str(exc)) from exc
     names = args.names or zoo.list_variants()
     for name in names:
         zoo.get_variant(name)  # an unknown name fails now, with its close matches
