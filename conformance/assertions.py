@@ -103,7 +103,7 @@ def fail(variant: str, prop: str, what: str, reproducer: str, *, verdict: Verdic
 
 
 def _position(index: tuple[int, ...], names: tuple[str, ...]) -> str:
-    return ", ".join(f"{n} {i}" for n, i in zip(names, index))
+    return ", ".join(f"{n} {i}" for n, i in zip(names, index) if n)  # an unnamed axis is not shown
 
 
 LOGIT_AXES = ("batch", "position", "token")

@@ -24,10 +24,10 @@ __all__ = ["add_parser", "cmd_check"]
 def cmd_check(args: argparse.Namespace) -> int:
     import torch
 
+    import zoo
+
     from . import profiles, runner
     from .properties import PROPERTIES
-
-    import zoo
 
     known = [p.name for p in PROPERTIES]
     for prop in args.property or ():
@@ -45,7 +45,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     seed_value = args.seed
     if seed_value is None and not profiles.is_derandomized(profile):
         seed_value = int(time.time() * 1000) % 2**31  # printed in every reproducer
-    torch.set_num_threads(args.threads) if args.threads else None
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     def progress(line: str) -> None:
         print(f"zoo check: {line}", file=sys.stderr, flush=True)

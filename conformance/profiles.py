@@ -44,9 +44,12 @@ settings.register_profile(
 settings.register_profile(
     PREFIX + "ci",
     parent=settings.get_profile("ci"),
-    max_examples=20,
+    max_examples=25,
     report_multiple_bugs=False,  # one shrunk counterexample per property is what a reader needs
     suppress_health_check=_SLOW,
+    # the explain phase traces every line the failing example runs, torch and transformers
+    # included: it multiplied the time to report a failure by five; `thorough` keeps it
+    phases=tuple(p for p in settings.get_profile("ci").phases if p != Phase.explain),
 )
 settings.register_profile(
     PREFIX + "thorough",

@@ -242,7 +242,8 @@ def _padding(ctx: Context) -> Built:
             alone = _run(model, row)
             ref = _refs(case.config, case.init, ctx.dtype, row)
             judge.assert_close(f"row {b} of a left-padded batch ({T - n} padding) vs the row alone",
-                               padded[b : b + 1, T - n :], alone, dtype=ctx.dtype_name, **ref)
+                               padded[b : b + 1, T - n :], alone, dtype=ctx.dtype_name,
+                               axes=("", "real token", "vocabulary id"), **ref)
         ref = _refs(case.config, case.init, ctx.dtype, ids, mask)
         judge.assert_close("left-padded batch vs Hugging Face given the same mask and position ids",
                            padded, ref["hf64"], dtype=ctx.dtype_name, where=mask, **ref)
@@ -528,7 +529,7 @@ def _bad_input(ctx: Context) -> Built:
                        "no error", "zoo.InvalidInputError")
         judge.assert_equal(f"logits of a valid input after the rejected {case.kind}", _run(model, valid), before)
 
-    return bad_input, []
+    return bad_input, s.bad_input_examples(ctx.caps.kv_cache, ctx.caps.test_configs)
 
 
 def _determinism(ctx: Context) -> Built:

@@ -381,3 +381,14 @@ def generation_example(padding: bool, declared: tuple[zoo.GPT2Config, ...] = ())
     if padding:
         prompts = (prompts[0], prompts[1][: max(1, n - 2)])
     return GenerationCase(config, PINNED_INIT, prompts, min(3, config.n_positions - n), 1234, 1.0, 50, 0.9)
+
+
+def bad_input_examples(kv_cache: bool, declared: tuple[zoo.GPT2Config, ...] = ()) -> list[BadInput]:
+    """Every kind of bad input once, so that none is left to chance."""
+    config = declared[0] if declared else zoo.GPT2Config(vocab_size=50, n_positions=8, n_embd=8, n_layer=1,
+                                                         n_head=2)
+    values = {"negative id": -1, "id >= vocab_size": config.vocab_size,
+              "longer than n_positions": config.n_positions + 1, "mask of the wrong shape": 1}
+    kinds = BAD_KINDS if kv_cache else BAD_KINDS[:-1]
+    return [BadInput(config, kind, values.get(kind, 0)) for kind in kinds]
+
