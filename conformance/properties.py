@@ -120,6 +120,7 @@ class Property:
                     raise
                 finally:
                     ctx.pinned_notes = None
+            ctx.judge(self.name).assert_top1()  # a distribution-level measure: over the whole run
 
         return run
 

@@ -8,23 +8,32 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from planted import CATALOGUE, variant
+from plugins.pure.model import GPT
 
 import zoo
-from conformance import profiles, runner
+from conformance import models, profiles, runner
 from conformance import strategies as s
 from conformance.assertions import ConformanceFailure, Judge, Stats
 from conformance.models import WeightInit, canonical_weights, reference_logits
 from zoo._cli import main
 
 SMALL = settings(max_examples=25, database=None, deadline=None)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def free_models() -> Iterator[None]:
+    """The harness keeps 124M models until cleared; give the memory back after this module."""
+    yield
+    models.clear()
 
 
 # -- profiles ----------------------------------------------------------------------------
@@ -328,3 +337,41 @@ def test_plugin_does_nothing_without_a_variant(project: Path) -> None:
     assert "test_own.py::test_own PASSED" in done.stdout
     assert "pass --zoo-variant NAME to pytest, or set the environment variable ZOO_VARIANT=NAME" in done.stdout
     assert done.returncode == 1  # the fixture's test errors, naming both ways to choose
+
+
+# -- approximate variants ----------------------------------------------------------------
+class Rounded(GPT):
+    """pure with every weight rounded to ``bits`` of mantissa on import: a stand-in for quantisation."""
+
+    bits = 8
+
+    def import_weights(self, weights: Mapping[str, Any]) -> None:
+        def round_(t: torch.Tensor) -> torch.Tensor:
+            mantissa, exponent = torch.frexp(torch.as_tensor(t).float())
+            return torch.ldexp(torch.round(mantissa * 2**self.bits) / 2**self.bits, exponent)
+
+        super().import_weights({k: round_(weights[k]) for k in weights})
+
+
+class Coarse(Rounded):
+    bits = 1
+
+
+@pytest.mark.parametrize(("model", "passes"), [(Rounded, True), (Coarse, False)])
+def test_approximate_variants_are_held_to_their_declared_bounds(model: type[GPT], passes: bool) -> None:
+    name = f"approximate-{model.__name__.lower()}"
+    zoo.register(zoo.Variant(
+        name, build=model.build, summary="rounded weights",
+        capabilities=zoo.Capabilities(exact=False, lossless_weights=False),
+        tolerances=zoo.Tolerances(max_kl=1e-3, min_top1=0.9, max_rel_logit_error=0.05)))
+    try:
+        results = {r.prop: r for r in runner.check_variant(name, profile="quick")}
+    finally:
+        zoo.unregister(name)
+    if passes:
+        assert all(r.status != "fail" for r in results.values()), runner.failures(list(results.values()))
+        assert results["logits"].measure in ("KL", "relative logit error", "top-1 agreement")
+    else:
+        assert results["logits"].status == "fail"
+        assert any(m in results["logits"].message for m in ("(KL ", "(relative logit error ", "(top-1"))
+        assert results["determinism"].status == "pass"  # self-consistency is still exact

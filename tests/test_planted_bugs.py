@@ -8,9 +8,16 @@ import pytest
 from planted import CATALOGUE, PlantedBug, variant
 
 import zoo
-from conformance import runner
+from conformance import models, runner
 
 REAL_VARIANTS = zoo.list_variants()  # at collection time: the built-in and installed variants
+
+
+@pytest.fixture(scope="module", autouse=True)
+def free_models() -> Iterator[None]:
+    """The harness keeps 124M models until cleared; give the memory back after this module."""
+    yield
+    models.clear()
 
 
 @pytest.fixture(scope="module")
