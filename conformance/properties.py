@@ -25,7 +25,6 @@ from . import strategies as s
 from .assertions import Judge, Stats
 from .models import (
     canonical_weights,
-    hf_position_ids,
     next_token_loss,
     reference_gradients,
     reference_logits,
