@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import zoo
-from zoo.weight_map import HF, from_canonical, to_canonical
+from zoo.weight_map import HF, TIED, from_canonical, to_canonical
 
 if TYPE_CHECKING:
     import torch
@@ -30,6 +30,7 @@ __all__ = [
     "WeightInit",
     "canonical_weights",
     "clear",
+    "hf_model",
     "reference_gradients",
     "reference_logits",
     "reference_model",
@@ -122,27 +123,30 @@ def canonical_weights(config: zoo.GPT2Config, init: WeightInit) -> dict[str, tor
     return _weights.get((config, init), _is_big(config), make)
 
 
+def hf_model(config: zoo.GPT2Config, weights: Mapping[str, Any], dtype: torch.dtype | None = None) -> Any:
+    """Hugging Face's ``GPT2LMHeadModel`` (eager attention, eval mode, CPU) holding canonical ``weights``."""
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    hf_config = config.to_hf()
+    hf_config._attn_implementation = "eager"
+    with torch.device("meta"):
+        model = GPT2LMHeadModel(hf_config)
+    model = model.to_empty(device="cpu").to(dtype or torch.float32)
+    model.tie_weights()
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for key, tensor in from_canonical(weights, HF):
+            if key != TIED[0]:  # lm_head.weight is wte.weight
+                params[key].copy_(tensor)
+    return model.eval()
+
+
 def reference_model(config: zoo.GPT2Config, init: WeightInit, dtype: torch.dtype) -> Any:
-    """Hugging Face's ``GPT2LMHeadModel`` (eager attention, eval mode, CPU) with the example's weights."""
-
-    def make() -> Any:
-        import torch
-        from transformers import GPT2LMHeadModel
-
-        hf_config = config.to_hf()
-        hf_config._attn_implementation = "eager"
-        with torch.device("meta"):
-            model = GPT2LMHeadModel(hf_config)
-        model = model.to_empty(device="cpu").to(dtype)
-        model.tie_weights()
-        params = dict(model.named_parameters())
-        with torch.no_grad():
-            for key, tensor in from_canonical(canonical_weights(config, init), HF):
-                if key in params:  # lm_head.weight is wte.weight: not listed separately
-                    params[key].copy_(tensor)
-        return model.eval()
-
-    return _references.get((config, init, dtype), _is_big(config), make)
+    """:func:`hf_model` with the example's weights (cached)."""
+    return _references.get(
+        (config, init, dtype), _is_big(config), lambda: hf_model(config, canonical_weights(config, init), dtype)
+    )
 
 
 def hf_position_ids(mask: torch.Tensor) -> torch.Tensor:

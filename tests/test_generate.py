@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import zoo
+from conformance.models import hf_model
 from zoo._generate import _filter
-from zoo.weight_map import HF, from_canonical
 
 # Wide initialisations: with GPT-2's own (0.02) a random model just repeats its last token,
 # and every decoding strategy would agree for the wrong reason.
@@ -21,16 +21,7 @@ PROMPTS = [[5, 17, 250, 3, 99], [42], [7, 8, 9, 10, 11, 12, 13, 14, 15]]
 
 def hf_reference(model: zoo.GPT2) -> torch.nn.Module:
     """Hugging Face's GPT2LMHeadModel (eager attention, eval) holding ``model``'s weights."""
-    from transformers import GPT2LMHeadModel
-
-    hf_config = model.config.to_hf()
-    hf_config._attn_implementation = "eager"
-    with torch.device("meta"):
-        reference = GPT2LMHeadModel(hf_config)
-    reference = reference.to_empty(device="cpu")
-    reference.tie_weights()
-    reference.load_state_dict(dict(from_canonical(model.export_weights(), HF)))
-    return reference.eval()
+    return hf_model(model.config, model.export_weights())
 
 
 def hf_generate(reference: torch.nn.Module, prompts: list[list[int]], max_new_tokens: int, eos: int) -> list[list[int]]:

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 import zoo
-from zoo.weight_map import HF, TIED, from_canonical, to_canonical
+from conformance.models import hf_model
+from zoo.weight_map import HF, TIED, to_canonical
 
 NAME = "hf"
 ATOL = 1e-5
@@ -15,17 +16,8 @@ SMALL = zoo.GPT2Config(vocab_size=300, n_positions=64, n_embd=64, n_layer=2, n_h
 
 
 def eager_reference(model: zoo.GPT2, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
-    """A separate GPT2LMHeadModel with eager attention and the same weights."""
-    from transformers import GPT2LMHeadModel
-
-    hf_config = model.config.to_hf()
-    hf_config._attn_implementation = "eager"
-    with torch.device("meta"):
-        reference = GPT2LMHeadModel(hf_config).to(dtype)
-    reference = reference.to_empty(device="cpu")
-    reference.tie_weights()
-    reference.load_state_dict(dict(from_canonical(model.export_weights(), HF)))
-    return reference.eval()
+    """Hugging Face's GPT2LMHeadModel (eager attention, eval) holding ``model``'s weights."""
+    return hf_model(model.config, model.export_weights(), dtype)
 
 
 def ids_for(batch: int, tokens: int, seed: int = 0, config: zoo.GPT2Config = SMALL) -> torch.Tensor:

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 import zoo
-from zoo.weight_map import HF, TIED, from_canonical, to_canonical
+from conformance.models import hf_model
+from zoo.weight_map import HF, TIED, to_canonical
 
 NAME = "pure"
 ATOL = 1e-5  # float32 max-abs logit error against Hugging Face
@@ -30,16 +31,7 @@ SMALL = SMALL_CONFIGS["2x4-heads"]
 
 def hf_reference(model: zoo.GPT2, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     """Hugging Face's GPT2LMHeadModel (eager attention, eval) holding ``model``'s weights."""
-    from transformers import GPT2LMHeadModel
-
-    hf_config = model.config.to_hf()
-    hf_config._attn_implementation = "eager"
-    with torch.device("meta"):
-        reference = GPT2LMHeadModel(hf_config).to(dtype)
-    reference = reference.to_empty(device="cpu")
-    reference.tie_weights()
-    reference.load_state_dict(dict(from_canonical(model.export_weights(), HF)))
-    return reference.eval()
+    return hf_model(model.config, model.export_weights(), dtype)
 
 
 def ids_for(config: zoo.GPT2Config, batch: int, tokens: int, seed: int = 0) -> torch.Tensor:

@@ -22,7 +22,7 @@ from ._errors import (
     ZooError,
 )
 from ._generate import generate, stream
-from ._inputs import check_inputs
+from ._inputs import check_cache_size, check_inputs
 from ._interface import GPT2, Capabilities, Tolerances, Variant
 from ._load import load
 from ._registry import (
@@ -59,6 +59,7 @@ __all__ = [
     "ZooError",
     "__version__",
     "broken_plugins",
+    "check_cache_size",
     "check_inputs",
     "generate",
     "get_tokenizer",

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
     from ._config import GPT2Config
 
-__all__ = ["check_inputs"]
+__all__ = ["check_cache_size", "check_inputs"]
 
 
 def check_inputs(
@@ -136,4 +136,16 @@ def _check_device(what: str, tensor: torch.Tensor, device: torch.device) -> None
     if not same:
         raise InvalidInputError(
             f"{what} is on {tensor.device} but the model is on {device}; move it with .to(model.device)"
+        )
+
+
+def check_cache_size(config: GPT2Config, max_batch_size: int, max_seq_length: int) -> None:
+    """Raise :class:`zoo.InvalidInputError` unless ``setup_caches`` may allocate this cache."""
+    for name, value in (("max_batch_size", max_batch_size), ("max_seq_length", max_seq_length)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise InvalidInputError(f"setup_caches: {name}={value!r} must be a positive int")
+    if max_seq_length > config.n_positions:
+        raise InvalidInputError(
+            f"setup_caches: max_seq_length={max_seq_length} exceeds n_positions={config.n_positions}; "
+            f"no sequence can be longer than {config.n_positions} tokens"
         )

@@ -61,11 +61,7 @@ class HFGPT2(nn.Module, zoo.GPT2):
         return self.model.transformer.wte.weight.dtype
 
     def setup_caches(self, max_batch_size: int, max_seq_length: int) -> None:
-        if not 0 < max_seq_length <= self.config.n_positions or max_batch_size <= 0:
-            raise zoo.InvalidInputError(
-                f"setup_caches({max_batch_size}, {max_seq_length}): need max_batch_size > 0 and "
-                f"0 < max_seq_length <= n_positions={self.config.n_positions}"
-            )
+        zoo.check_cache_size(self.config, max_batch_size, max_seq_length)
         self.max_batch_size, self.max_seq_length = max_batch_size, max_seq_length
         self._cache, self._cache_len = _new_cache(), 0
 

@@ -128,12 +128,7 @@ class GPT(nn.Module, zoo.GPT2):
         return self.wte.weight.dtype
 
     def setup_caches(self, max_batch_size: int, max_seq_length: int) -> None:
-        if not 0 < max_seq_length <= self.config.n_positions:
-            raise zoo.InvalidInputError(
-                f"max_seq_length={max_seq_length} must be in [1, n_positions={self.config.n_positions}]"
-            )
-        if max_batch_size <= 0:
-            raise zoo.InvalidInputError(f"max_batch_size={max_batch_size} must be positive")
+        zoo.check_cache_size(self.config, max_batch_size, max_seq_length)
         self.max_batch_size, self.max_seq_length = max_batch_size, max_seq_length
         for block in self.h:
             block.attn.kv_cache = KVCache(max_batch_size, max_seq_length, self.config.n_head,
