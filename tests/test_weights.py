@@ -207,9 +207,9 @@ def test_a_shard_missing_from_a_sharded_folder_is_named(tmp_path, folder):
 
 
 def test_an_unknown_file_type_is_refused(tmp_path):
-    (tmp_path / "weights.gguf").write_bytes(b"GGUF")
+    (tmp_path / "weights.onnx").write_bytes(b"\x08\x07")
     with pytest.raises(WeightsSourceError, match="unrecognised weight file"):
-        zoo.open_weights(tmp_path / "weights.gguf")
+        zoo.open_weights(tmp_path / "weights.onnx")
 
 
 def test_an_unknown_layout_lists_the_known_ones(state):

@@ -1,4 +1,4 @@
-"""The ``zoo`` command line: ``zoo list``, ``zoo info``, ``zoo generate`` (and ``zoo check``)."""
+"""The ``zoo`` command line: ``zoo list``, ``zoo info``, ``zoo generate``, ``zoo convert`` (and ``zoo check``)."""
 
 from __future__ import annotations
 
@@ -145,6 +145,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from ._convert import convert
+
+    config = _config(args.config)
+    try:
+        dst = convert(args.src, args.dst, to=args.to, dtype=args.dtype, force=args.force,
+                      allow_nonfinite=args.allow_nonfinite, config=config, layout=args.layout)
+    except ZooError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        if len(lines) > 1:  # a mismatch report lists its problems line by line; a command-line error is one line
+            raise type(exc)(f"{lines[0]} {'; '.join(lines[1:])}") from exc
+        raise
+    print(f"wrote {dst} ({args.to}, {args.dtype or 'float32'})")
+    return 0
+
+
 def _checked(kind: Callable[[str], Any], what: str, ok: Callable[[Any], bool]) -> Callable[[str], Any]:
     """An argparse type that also checks the value's range, naming the rule when it fails."""
 
@@ -199,6 +215,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default=None, help="float32, float64, bfloat16 (default: the variant's first)")
     p.set_defaults(func=cmd_generate)
+
+    from ._convert import DTYPES
+    from .weight_map import FORMATS, LAYOUTS
+
+    p = sub.add_parser("convert", help="convert weights between formats (hf, safetensors, nanogpt, llmc, gguf)")
+    p.add_argument("src", help="a save_pretrained folder, .safetensors, .pt/.bin (torch or nanoGPT), "
+                               "llm.c .bin or .gguf file, or a hub id")
+    p.add_argument("dst", help="where to write: a folder for --to hf, a file for the others")
+    p.add_argument("--to", required=True, choices=list(FORMATS),
+                   help="; ".join(f"{f.name}: {f.summary}" for f in FORMATS.values()))
+    p.add_argument("--dtype", choices=DTYPES, default=None,
+                   help="precision of the written weights (default: float32); q8_0 for gguf only")
+    p.add_argument("--force", action="store_true", help="replace DST if it exists")
+    p.add_argument("--allow-nonfinite", action="store_true", help="write NaN and Inf instead of refusing them")
+    p.add_argument("--config", default=None, help="preset name or config.json path, for a SRC without one")
+    p.add_argument("--layout", choices=list(LAYOUTS), default=None,
+                   help="key layout of a bare state dict SRC (default: hf)")
+    p.set_defaults(func=cmd_convert)
 
     from conformance.cli import add_parser as add_check_parser  # the harness lives in its own package
     add_check_parser(sub)

@@ -1,4 +1,9 @@
-"""Weight sources: hub ids, ``save_pretrained`` folders, safetensors, torch and nanoGPT files, random.
+"""Weight sources: hub ids, ``save_pretrained`` folders, safetensors, torch and nanoGPT files, llm.c
+and GGUF files, random.
+
+A file's reader is chosen by its type: the magic number at its start where
+the format has one (GGUF, llm.c, torch's zip and pickle), else its extension
+(safetensors has no magic number); never by the keys inside.
 
 Each source is opened lazily: keys and shapes are read first, tensors one at a
 time when a model copies them in, so loading never holds two full copies.
@@ -6,6 +11,7 @@ time when a model copies them in, so loading never holds two full copies.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -19,7 +25,7 @@ from ._config import PRESETS, GPT2Config
 from ._errors import ConfigError, WeightsError, WeightsSourceError
 from .weight_map import CANONICAL, HF, LAYOUTS, NANOGPT, CanonicalWeights, Layout, to_canonical
 
-__all__ = ["open_weights", "random_weights"]
+__all__ = ["open_weights", "random_weights", "read_weights"]
 
 log = logging.getLogger("zoo")
 
@@ -28,6 +34,13 @@ SAFETENSORS_INDEX = "model.safetensors.index.json"
 TORCH_NAME = "pytorch_model.bin"
 TORCH_INDEX = "pytorch_model.bin.index.json"
 TORCH_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+#: safetensors metadata key under which ``zoo convert`` stores the config (JSON of GPT2Config's fields)
+CONFIG_METADATA = "gpt2_config"
+
+
+def config_metadata(config: GPT2Config) -> str:
+    """``config`` as the JSON stored under :data:`CONFIG_METADATA`."""
+    return json.dumps(dataclasses.asdict(config))
 
 
 class SafetensorsSource(Mapping[str, Any]):
@@ -44,14 +57,23 @@ class SafetensorsSource(Mapping[str, Any]):
 
         self._where: dict[str, Path] = {}
         self._shapes: dict[str, tuple[int, ...]] = {}
+        self.config: GPT2Config | None = None  # the config ``zoo convert`` stores in the metadata
         for path in paths:
             try:
                 with safe_open(str(path), framework="pt", device="cpu") as handle:
                     for key in handle.keys():
                         self._where[key] = path
                         self._shapes[key] = tuple(handle.get_slice(key).get_shape())
+                    stored = (handle.metadata() or {}).get(CONFIG_METADATA)
             except Exception as exc:  # safetensors raises its own error types, and OSError
                 raise WeightsSourceError(f"cannot read safetensors file {str(path)!r}: {exc}") from exc
+            if stored is not None:
+                try:
+                    self.config = GPT2Config.from_hf(json.loads(stored))
+                except (ValueError, TypeError) as exc:
+                    raise WeightsSourceError(
+                        f"{str(path)!r} stores an invalid config in its {CONFIG_METADATA!r} metadata: {exc}"
+                    ) from exc
 
     def shape_of(self, key: str) -> tuple[int, ...]:
         return self._shapes[key]
@@ -272,6 +294,37 @@ def _download(repo_id: str, revision: str | None) -> Path:
     return folder
 
 
+def _file_kind(path: Path) -> str:
+    """Which reader a file needs: its magic number where the format has one, else its extension."""
+    from ._gguf import MAGIC as GGUF_MAGIC
+    from ._llmc import MAGIC as LLMC_MAGIC
+    from ._llmc import OTHER_MAGICS
+
+    if path.suffix == ".safetensors":  # no magic number: an 8-byte header length, then JSON
+        return "safetensors"
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[:4] == GGUF_MAGIC:
+        return "gguf"
+    if len(head) >= 4 and int.from_bytes(head[:4], "little") in (LLMC_MAGIC, *OTHER_MAGICS):
+        return "llmc"
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch.save's zip, or a (legacy) pickle
+        return "torch"
+    if path.suffix == ".gguf":
+        return "gguf"  # its reader names the wrong magic
+    if path.suffix == ".bin":
+        raise WeightsSourceError(
+            f"{str(path)!r} is neither a torch file (zip or pickle) nor an llm.c model file (int32 magic "
+            f"{LLMC_MAGIC}): it starts with {head!r}"
+        )
+    if path.suffix in TORCH_SUFFIXES:
+        return "torch"
+    raise WeightsSourceError(
+        f"unrecognised weight file {str(path)!r}: expected .safetensors, {', '.join(TORCH_SUFFIXES)}, "
+        "an llm.c .bin, .gguf, or a folder written by save_pretrained"
+    )
+
+
 def open_weights(
     source: str | os.PathLike[str] | Mapping[str, Any],
     *,
@@ -284,12 +337,27 @@ def open_weights(
     ``source`` is a Hugging Face hub id, a ``save_pretrained`` folder, a
     ``.safetensors`` file, a ``.bin``/``.pt`` state dict, a nanoGPT or
     build-nanogpt training checkpoint (``{'model': ..., 'model_args': ...}`` or
-    ``{'model': ..., 'config': GPTConfig(...)}``), or an in-memory state dict
-    or checkpoint. Torch files are read with ``weights_only=True``; a pickled
-    ``GPTConfig`` is read as a plain record of its fields, never imported.
-    ``layout`` names the key layout (``hf``, ``nanogpt``, ``canonical``) where
-    the source does not fix it; ``config`` overrides the source's config.
+    ``{'model': ..., 'config': GPTConfig(...)}``), an llm.c model file
+    (``gpt2_124M.bin``, float32 or bfloat16), an unquantised GGUF file (F32,
+    F16, BF16; a quantised one is refused, ``zoo convert`` dequantises it), or
+    an in-memory state dict or checkpoint. Torch files are read with
+    ``weights_only=True``; a pickled ``GPTConfig`` is read as a plain record of
+    its fields, never imported. ``layout`` names the key layout (``hf``,
+    ``nanogpt``, ``canonical``) where the source does not fix it; ``config``
+    overrides the source's config.
     """
+    return read_weights(source, config=config, layout=layout, revision=revision)
+
+
+def read_weights(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    config: GPT2Config | None = None,
+    layout: str | Layout | None = None,
+    revision: str | None = None,
+    dequantize: bool = False,
+) -> tuple[GPT2Config, CanonicalWeights]:
+    """:func:`open_weights`, and with ``dequantize=True`` quantised GGUF files too (for ``zoo convert``)."""
     if isinstance(layout, str):
         if layout not in LAYOUTS:
             raise WeightsError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
@@ -313,6 +381,9 @@ def open_weights(
             path = _download(text, revision)
         beside = (path if path.is_dir() else path.parent) / "config.json"
         chosen = layout
+        kind = None if path.is_dir() else _file_kind(path)
+        if kind in ("llmc", "gguf"):
+            return _read_fixed_layout(path, kind, config=config, layout=layout, dequantize=dequantize)
         if path.is_dir():
             files, kind = _folder_files(path)
             if kind == "safetensors":
@@ -323,20 +394,36 @@ def open_weights(
                     shard, _, _ = _unwrap_checkpoint(_torch_load(file), repr(str(file)), layout)
                     merged.update(shard)
                 tensors = merged
-        elif path.suffix == ".safetensors":
+        elif kind == "safetensors":
             tensors = SafetensorsSource([path])
-        elif path.suffix in TORCH_SUFFIXES:
-            tensors, found_config, chosen = _unwrap_checkpoint(_torch_load(path), repr(text), layout)
+            found_config = tensors.config
         else:
-            raise WeightsSourceError(
-                f"unrecognised weight file {text!r}: expected .safetensors, {', '.join(TORCH_SUFFIXES)}, "
-                "or a folder written by save_pretrained"
-            )
+            tensors, found_config, chosen = _unwrap_checkpoint(_torch_load(path), repr(text), layout)
         if found_config is None and config is None and beside.is_file():
             found_config = GPT2Config.from_json_file(beside)
     chosen = chosen or HF
     config = config or found_config or _infer_config(tensors, chosen)
     return config, to_canonical(tensors, config, chosen)
+
+
+def _read_fixed_layout(
+    path: Path, kind: str, *, config: GPT2Config | None, layout: str | Layout | None, dequantize: bool
+) -> tuple[GPT2Config, CanonicalWeights]:
+    """An llm.c or GGUF file: names and shapes are the format's, the config is in the file."""
+    from ._gguf import read_gguf
+    from ._llmc import read_llmc
+
+    if layout is not None:
+        name = layout if isinstance(layout, str) else layout.name
+        raise WeightsError(
+            f"layout={name!r} describes state dicts, but {str(path)!r} is an {kind} file, "
+            "whose names the format fixes; drop layout="
+        )
+    found, weights = read_gguf(path, dequantize=dequantize) if kind == "gguf" else read_llmc(path)
+    if config is not None and config != found:  # the caller knows better (a head count), if the shapes agree
+        weights = to_canonical(weights, config, CANONICAL)
+        found = config
+    return found, weights
 
 
 class _RandomWeights(Mapping[str, Any]):

@@ -9,13 +9,20 @@ The *canonical* state dict is the zoo's exchange format between variants:
 
 A :class:`Layout` says how another format stores the same tensors (key prefix,
 prefixes to strip, whether the four projections are transposed as Hugging
-Face's ``Conv1D`` stores them). :func:`to_canonical` checks a whole state dict
+Face's ``Conv1D`` stores them, a table of other names, a padded vocabulary,
+the order in a flat file). :func:`to_canonical` checks a whole state dict
 against the spec and reports every missing, unexpected and mis-shaped key in
 one error; :func:`from_canonical` goes the other way.
+
+A :class:`Format` is a file ``zoo convert`` writes and ``zoo.load`` reads: its
+layout, the precisions it stores and which tensors they apply to. Every format
+the zoo knows is declared in :data:`FORMATS`, here; the readers and writers
+only move bytes.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -25,16 +32,22 @@ from ._config import GPT2Config
 from ._errors import WeightsError, WeightsMismatchError
 
 __all__ = [
+    "FORMATS",
+    "GGUF",
     "HF",
     "IGNORED_BUFFERS",
     "LAYOUTS",
+    "LLMC",
     "NANOGPT",
+    "Q8_0_BLOCK",
     "SPEC",
     "TIED",
+    "Format",
     "Layout",
     "TensorSpec",
     "canonical_shapes",
     "from_canonical",
+    "template_of",
     "to_canonical",
 ]
 
@@ -82,9 +95,20 @@ IGNORED_BUFFERS: tuple[str, ...] = ("h.{i}.attn.bias", "h.{i}.attn.masked_bias")
 TIED: tuple[str, str] = ("lm_head.weight", "wte.weight")
 
 
+_LAYER_NAME = re.compile(r"h\.(\d+)\.")
+
+
+def template_of(name: str) -> tuple[str, int | None]:
+    """``("h.{i}.ln_1.weight", 3)`` for ``"h.3.ln_1.weight"``; ``(name, None)`` for a tensor outside the blocks."""
+    found = _LAYER_NAME.match(name)
+    if found is None:
+        return name, None
+    return "h.{i}." + name[found.end():], int(found.group(1))
+
+
 @dataclass(frozen=True)
 class Layout:
-    """How a checkpoint format names and orients the canonical tensors."""
+    """How a checkpoint format names, shapes and orders the canonical tensors."""
 
     name: str
     body_prefix: str = ""  # put before every tensor but lm_head ("transformer.")
@@ -92,9 +116,20 @@ class Layout:
     strip_prefixes: tuple[str, ...] = ()  # removed from every key on import if present
     transpose_linear: bool = False  # projections stored [in, out] (Conv1D)
     writes_tied: bool = True  # whether export writes lm_head.weight beside wte.weight
+    names: tuple[tuple[str, str], ...] = ()  # (canonical template, stored template) where the format renames
+    vocab_multiple: int = 1  # wte stored with zero rows appended up to a multiple of this
+    kind_major: bool = False  # ordered kind by kind across the layers, not layer by layer
+
+    @functools.cached_property
+    def _renamed(self) -> dict[str, str]:
+        return dict(self.names)
 
     def key(self, canonical: str) -> str:
-        """The stored key of a canonical name."""
+        """The stored key of a canonical name (``lm_head.weight`` for the tie)."""
+        template, layer = template_of(canonical)
+        renamed = self._renamed.get(template)
+        if renamed is not None:
+            return renamed.format(i=layer)
         return canonical if canonical == TIED[0] else self.body_prefix + canonical
 
     def strip(self, key: str) -> str:
@@ -103,9 +138,21 @@ class Layout:
             key = key.removeprefix(prefix)
         return key
 
+    def padded_vocab(self, config: GPT2Config) -> int:
+        """Rows of the stored token embedding: the vocabulary rounded up to ``vocab_multiple``."""
+        return -(-config.vocab_size // self.vocab_multiple) * self.vocab_multiple
+
     def stored_shape(self, tensor: TensorSpec, config: GPT2Config) -> Shape:
         shape = tensor.shape(config)
+        if tensor.name == TIED[1]:
+            return (self.padded_vocab(config), *shape[1:])
         return shape[::-1] if tensor.linear and self.transpose_linear else shape
+
+    def order(self, names: list[str]) -> list[str]:
+        """Canonical ``names`` in the order this layout stores them."""
+        if not self.kind_major:
+            return names
+        return sorted(names, key=lambda name: (_SPEC_INDEX[template_of(name)[0]], template_of(name)[1] or 0))
 
 
 #: Hugging Face ``GPT2LMHeadModel`` (and ``GPT2Model``, whose keys have no ``transformer.``).
@@ -115,7 +162,111 @@ NANOGPT = Layout("nanogpt", body_prefix="transformer.", strip_prefixes=("_orig_m
 #: The zoo's own canonical layout.
 CANONICAL = Layout("canonical", writes_tied=False)
 
+# fmt: off
+#: llm.c's ``gpt2_124M.bin`` (``train_gpt2.py`` write_model, ``train_gpt2.c`` fill_in_parameter_sizes):
+#: one flat block per kind, all layers of a kind together (``qkvw[{i}]`` is layer i of the
+#: (L, 3C, C) block ``qkvw``), nn.Linear orientation, wte padded to a multiple of 128 rows, no lm_head.
+LLMC = Layout("llmc", writes_tied=False, vocab_multiple=128, kind_major=True, names=(
+    ("wte.weight",               "wte"),
+    ("wpe.weight",               "wpe"),
+    ("h.{i}.ln_1.weight",        "ln1w[{i}]"),
+    ("h.{i}.ln_1.bias",          "ln1b[{i}]"),
+    ("h.{i}.attn.c_attn.weight", "qkvw[{i}]"),
+    ("h.{i}.attn.c_attn.bias",   "qkvb[{i}]"),
+    ("h.{i}.attn.c_proj.weight", "attprojw[{i}]"),
+    ("h.{i}.attn.c_proj.bias",   "attprojb[{i}]"),
+    ("h.{i}.ln_2.weight",        "ln2w[{i}]"),
+    ("h.{i}.ln_2.bias",          "ln2b[{i}]"),
+    ("h.{i}.mlp.c_fc.weight",    "fcw[{i}]"),
+    ("h.{i}.mlp.c_fc.bias",      "fcb[{i}]"),
+    ("h.{i}.mlp.c_proj.weight",  "fcprojw[{i}]"),
+    ("h.{i}.mlp.c_proj.bias",    "fcprojb[{i}]"),
+    ("ln_f.weight",              "lnfw"),
+    ("ln_f.bias",                "lnfb"),
+))
+#: GGUF for llama.cpp (architecture ``gpt2``, its converter's tensor names). GGUF lists dimensions
+#: innermost first, so [n_embd, 3 n_embd] there is nn.Linear's [3 n_embd, n_embd] here.
+GGUF = Layout("gguf", writes_tied=False, names=(
+    ("wte.weight",               "token_embd.weight"),
+    ("wpe.weight",               "position_embd.weight"),
+    ("h.{i}.ln_1.weight",        "blk.{i}.attn_norm.weight"),
+    ("h.{i}.ln_1.bias",          "blk.{i}.attn_norm.bias"),
+    ("h.{i}.attn.c_attn.weight", "blk.{i}.attn_qkv.weight"),
+    ("h.{i}.attn.c_attn.bias",   "blk.{i}.attn_qkv.bias"),
+    ("h.{i}.attn.c_proj.weight", "blk.{i}.attn_output.weight"),
+    ("h.{i}.attn.c_proj.bias",   "blk.{i}.attn_output.bias"),
+    ("h.{i}.ln_2.weight",        "blk.{i}.ffn_norm.weight"),
+    ("h.{i}.ln_2.bias",          "blk.{i}.ffn_norm.bias"),
+    ("h.{i}.mlp.c_fc.weight",    "blk.{i}.ffn_up.weight"),
+    ("h.{i}.mlp.c_fc.bias",      "blk.{i}.ffn_up.bias"),
+    ("h.{i}.mlp.c_proj.weight",  "blk.{i}.ffn_down.weight"),
+    ("h.{i}.mlp.c_proj.bias",    "blk.{i}.ffn_down.bias"),
+    ("ln_f.weight",              "output_norm.weight"),
+    ("ln_f.bias",                "output_norm.bias"),
+    (TIED[0],                    "output.weight"),  # optional: llama.cpp ties it to token_embd when absent
+))
+# fmt: on
+
+#: Key layouts a state dict may be in (``layout=`` of ``zoo.load`` and ``zoo.open_weights``).
 LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (HF, NANOGPT, CANONICAL)}
+
+_SPEC_INDEX = {tensor.name: index for index, tensor in enumerate(SPEC)}
+
+#: Q8_0 quantises blocks of 32 values along a row; a row of another length stays float32.
+Q8_0_BLOCK = 32
+
+
+@dataclass(frozen=True)
+class Format:
+    """A weight file format: its layout, the precisions it stores, and which tensors take them."""
+
+    name: str  # as ``zoo convert --to`` names it
+    layout: Layout
+    dtypes: tuple[str, ...]  # the precisions it can store; the first is the default
+    suffixes: tuple[str, ...]  # a written file's name ends with one of these; () for a folder
+    reduced: tuple[str, ...] | None = None  # canonical templates a reduced dtype applies to; None: all
+    summary: str = ""
+
+    @property
+    def folder(self) -> bool:
+        return not self.suffixes
+
+    def stored_dtype(self, name: str, shape: Shape, dtype: str) -> str:
+        """The precision canonical tensor ``name`` of ``shape`` is stored in when writing ``dtype``.
+
+        The reduced precision applies to the tensors in ``reduced`` (all where
+        it is ``None``); ``q8_0`` also needs rows of a whole number of blocks.
+        Every other tensor is stored as float32, exactly.
+        """
+        if dtype not in self.dtypes:
+            raise WeightsError(
+                f"the {self.name} format stores {', '.join(self.dtypes)}, not {dtype!r}"
+            )
+        if self.reduced is not None and template_of(name)[0] not in self.reduced:
+            return "float32"
+        if dtype == "q8_0" and shape[-1] % Q8_0_BLOCK:
+            return "float32"
+        return dtype
+
+
+_MATRICES = tuple(t.name for t in SPEC if t.linear) + (TIED[1],)
+
+# fmt: off
+#: Every file format the zoo reads and writes, by ``zoo convert --to`` name.
+FORMATS: dict[str, Format] = {f.name: f for f in (
+    Format("hf", HF, ("float32", "bfloat16"), (),
+           summary="a save_pretrained folder: config.json and model.safetensors (Hugging Face keys, Conv1D)"),
+    Format("safetensors", HF, ("float32", "bfloat16"), (".safetensors",),
+           summary="one .safetensors file with Hugging Face keys and the config in its metadata"),
+    Format("nanogpt", NANOGPT, ("float32", "bfloat16"), (".pt", ".pth", ".ckpt", ".bin"),
+           summary="a nanoGPT checkpoint: torch.save({'model': state_dict, 'model_args': {...}})"),
+    Format("llmc", LLMC, ("float32", "bfloat16"), (".bin",),
+           summary="llm.c's gpt2_124M.bin: 256 int32 header, version 3 (float32) or 5 (bfloat16)"),
+    # llama.cpp keeps norms, biases and position embeddings in float32 (1-D, or POS_EMBD)
+    Format("gguf", GGUF, ("float32", "bfloat16", "q8_0"), (".gguf",), reduced=_MATRICES,
+           summary="GGUF for llama.cpp, architecture gpt2, with the GPT-2 tokenizer"),
+)}
+# fmt: on
 
 
 class TensorSource(Protocol):
@@ -167,14 +318,16 @@ class CanonicalWeights(Mapping[str, Any]):
     """
 
     def __init__(
-        self, source: Mapping[str, Any] | TensorSource, keys: dict[str, tuple[str, bool]]
+        self, source: Mapping[str, Any] | TensorSource, keys: dict[str, tuple[str, bool, int | None]]
     ) -> None:
         self._source = source
-        self._keys = keys  # canonical -> (source key, transpose)
+        self._keys = keys  # canonical -> (source key, transpose, rows to keep of a padded tensor)
 
     def __getitem__(self, name: str) -> Any:
-        key, transpose = self._keys[name]
+        key, transpose, rows = self._keys[name]
         tensor = self._source[key]
+        if rows is not None:
+            tensor = tensor[:rows]
         return tensor.T if transpose else tensor
 
     def __iter__(self) -> Iterator[str]:
@@ -201,15 +354,16 @@ def to_canonical(
             if layout.body_prefix_optional:
                 wanted[name] = (name, tensor)
 
-    found: dict[str, tuple[str, bool]] = {}
+    found: dict[str, tuple[str, bool, int | None]] = {}
     seen_from: dict[str, str] = {}
     unexpected: list[str] = []
     mismatched: list[tuple[str, Shape, Shape]] = []
     duplicated: list[str] = []
     tied_key: str | None = None
+    padded = layout.padded_vocab(config) != config.vocab_size
     for raw_key in source.keys():
         key = layout.strip(raw_key)
-        if key == TIED[0]:
+        if key == layout.key(TIED[0]):
             tied_key = raw_key
             continue
         if key not in wanted:
@@ -225,7 +379,8 @@ def to_canonical(
         actual = _shape_of(source, raw_key)
         if actual != expected:
             mismatched.append((raw_key, actual, expected))
-        found[name] = (raw_key, tensor.linear and layout.transpose_linear)
+        rows = config.vocab_size if padded and name == TIED[1] else None
+        found[name] = (raw_key, tensor.linear and layout.transpose_linear, rows)
         seen_from[name] = raw_key
 
     order = canonical_shapes(config)
@@ -244,8 +399,8 @@ def to_canonical(
             lines.append(f"  mis-shaped: {key} is {list(actual)}, expected {list(expected)}")
         for pair in duplicated:
             lines.append(f"  given twice: {pair}")
-        if mismatched and all(actual == expected[::-1] for _, actual, expected in mismatched):
-            other = "nanogpt" if layout.transpose_linear else "hf"
+        other = {"hf": "nanogpt", "nanogpt": "hf"}.get(layout.name)
+        if other and mismatched and all(actual == expected[::-1] for _, actual, expected in mismatched):
             lines.append(
                 f"  every mis-shaped tensor is transposed: is this a {other} checkpoint? "
                 f"pass layout={other!r}"
@@ -257,14 +412,16 @@ def to_canonical(
         )
     weights = CanonicalWeights(source, {name: found[name] for name in order})
     if tied_key is not None:
-        _check_tie(source, tied_key, weights)
+        _check_tie(source, tied_key, weights, config.vocab_size)
     return weights
 
 
-def _check_tie(source: Mapping[str, Any] | TensorSource, tied_key: str, weights: CanonicalWeights) -> None:
+def _check_tie(
+    source: Mapping[str, Any] | TensorSource, tied_key: str, weights: CanonicalWeights, vocab_size: int
+) -> None:
     import torch
 
-    head, wte = source[tied_key], weights[TIED[1]]
+    head, wte = source[tied_key][:vocab_size], weights[TIED[1]]
     if isinstance(head, torch.Tensor) and isinstance(wte, torch.Tensor):
         same = head.data_ptr() == wte.data_ptr() or torch.equal(head, wte)
     else:  # NumPy arrays
@@ -280,17 +437,32 @@ def _check_tie(source: Mapping[str, Any] | TensorSource, tied_key: str, weights:
 def from_canonical(
     weights: Mapping[str, Any], layout: Layout = HF
 ) -> Iterator[tuple[str, Any]]:
-    """Yield ``(key, tensor)`` in ``layout`` for canonical ``weights``, lazily and in order.
+    """Yield ``(key, tensor)`` in ``layout`` for canonical ``weights``, lazily, in the layout's order.
 
-    Projection weights are transposed views where the layout needs it; the tied
-    ``lm_head.weight`` is the same object as ``wte.weight`` where the layout
-    writes it.
+    Projection weights are transposed views where the layout needs it; a padded
+    token embedding gets zero rows; the tied ``lm_head.weight`` is the same
+    object as ``wte.weight`` where the layout writes it.
     """
-    linear = tuple(_template_regex(t.name) for t in SPEC if t.linear)
-    for name in weights:
+    linear = {t.name for t in SPEC if t.linear}
+    for name in layout.order(list(weights)):
         tensor = weights[name]
-        if layout.transpose_linear and any(p.match(name) for p in linear):
+        if layout.transpose_linear and template_of(name)[0] in linear:
             tensor = tensor.T
+        if name == TIED[1] and layout.vocab_multiple > 1:
+            tensor = _pad_rows(tensor, layout.vocab_multiple)
         yield layout.key(name), tensor
         if name == TIED[1] and layout.writes_tied:
-            yield TIED[0], tensor
+            yield layout.key(TIED[0]), tensor
+
+
+def _pad_rows(tensor: Any, multiple: int) -> Any:
+    """``tensor`` with zero rows appended up to a multiple of ``multiple`` rows (torch or NumPy)."""
+    import numpy as np
+    import torch
+
+    missing = -len(tensor) % multiple
+    if not missing:
+        return tensor
+    if isinstance(tensor, torch.Tensor):
+        return torch.cat([tensor, tensor.new_zeros((missing, *tensor.shape[1:]))])
+    return np.concatenate([tensor, np.zeros((missing, *tensor.shape[1:]), dtype=tensor.dtype)])
