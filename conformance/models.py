@@ -21,6 +21,7 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import zoo
+from zoo._hf import new_hf_model
 from zoo.weight_map import HF, TIED, from_canonical, to_canonical
 
 if TYPE_CHECKING:
@@ -126,14 +127,8 @@ def canonical_weights(config: zoo.GPT2Config, init: WeightInit) -> dict[str, tor
 def hf_model(config: zoo.GPT2Config, weights: Mapping[str, Any], dtype: torch.dtype | None = None) -> Any:
     """Hugging Face's ``GPT2LMHeadModel`` (eager attention, eval mode, CPU) holding canonical ``weights``."""
     import torch
-    from transformers import GPT2LMHeadModel
 
-    hf_config = config.to_hf()
-    hf_config._attn_implementation = "eager"
-    with torch.device("meta"):
-        model = GPT2LMHeadModel(hf_config)
-    model = model.to_empty(device="cpu").to(dtype or torch.float32)
-    model.tie_weights()
+    model = new_hf_model(config, dtype=dtype)
     params = dict(model.named_parameters())
     with torch.no_grad():
         for key, tensor in from_canonical(weights, HF):

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 import zoo
+from zoo._hf import new_hf_model
 from zoo.weight_map import CANONICAL, HF, TIED, CanonicalWeights, from_canonical, to_canonical
 
 
@@ -37,19 +38,11 @@ class HFGPT2(nn.Module, zoo.GPT2):
     @classmethod
     def build(cls, config: zoo.GPT2Config, *, device: Any = "cpu", dtype: Any = None,
               attn_implementation: str = "sdpa") -> HFGPT2:
-        from transformers import GPT2LMHeadModel
-
-        hf_config = config.to_hf()
-        hf_config._attn_implementation = attn_implementation
-        with torch.device("meta"):
-            model = GPT2LMHeadModel(hf_config).to(dtype=dtype or torch.float32)
-        model = model.to_empty(device=device)
-        model.tie_weights()
-        if model.lm_head.weight is not model.transformer.wte.weight:  # older transformers
-            model.lm_head.weight = model.transformer.wte.weight
+        seed = int(torch.randint(2**31, ()))  # drawn first: construction consumes the global RNG too
+        model = new_hf_model(config, attn_implementation=attn_implementation, device=device, dtype=dtype)
         wrapped = cls(model, config)
         # GPT-2's initialisation from torch's global RNG: the same weights as ``pure`` after one seed
-        wrapped.import_weights(zoo.random_weights(config, seed=int(torch.randint(2**31, ()))))
+        wrapped.import_weights(zoo.random_weights(config, seed=seed))
         return wrapped.eval()
 
     @property

@@ -1,0 +1,31 @@
+"""``new_hf_model``: a Hugging Face ``GPT2LMHeadModel`` for a zoo config, built the same way everywhere."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._config import GPT2Config
+
+__all__ = ["new_hf_model"]
+
+
+def new_hf_model(
+    config: GPT2Config, *, attn_implementation: str = "eager", device: Any = "cpu", dtype: Any = None
+) -> Any:
+    """An eval-mode ``GPT2LMHeadModel`` with tied ``lm_head`` (its weights are to be overwritten).
+
+    Not built on the meta device: transformers 4.x keeps the causal mask in a
+    non-persistent buffer that only a real construction fills in.
+    """
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    hf_config = config.to_hf()
+    hf_config._attn_implementation = attn_implementation
+    with torch.device(device):
+        model = GPT2LMHeadModel(hf_config)
+    model = model.to(dtype=dtype or torch.float32)
+    if model.lm_head.weight is not model.transformer.wte.weight:
+        model.lm_head.weight = model.transformer.wte.weight
+    return model.eval()
