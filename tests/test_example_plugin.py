@@ -1,0 +1,263 @@
+"""``examples/zoo-plugin-example`` end to end: installed beside the zoo, it is a variant like any other.
+
+Once per module, a fresh virtual environment is made without pip or packages of
+its own; a ``.pth`` file puts this environment's site-packages behind it (torch,
+transformers, pytest and the zoo itself, without copying anything), and pip, run
+in it with ``--no-index``, installs three copies of the example built from
+temporary copies of its folder:
+
+- ``zoo-plugin-example``: the example as it is, variant ``sdpa``;
+- ``zoo-plugin-example-planted``: variant ``sdpa-planted``, one planted bug (the
+  attention scale is ``1/hs`` instead of ``1/sqrt(hs)``);
+- ``zoo-plugin-example-broken``: entry point ``sdpa-broken``, whose module imports
+  a package that is not installed.
+
+Every check then runs the ``zoo`` command (or pytest) in that environment, from a
+folder outside this repository, as a user would.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import site
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from conformance.properties import PROPERTIES
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "zoo-plugin-example"
+DIST = "zoo-plugin-example"
+CHECKS = ["interface", *(p.name for p in PROPERTIES)]  # what zoo check and the pytest plugin run
+PROMPT = "The zoo has a new"
+# the real GPT-2 vocabulary (the tokenizer's ids), everything else tiny
+CONFIG = zoo.GPT2Config(vocab_size=50257, n_positions=32, n_embd=16, n_layer=2, n_head=2)
+# the environment variables of this run that would change what the commands do
+SCRUBBED = ("ZOO_DISABLE_PLUGIN_AUTOLOAD", "ZOO_VARIANT", "HYPOTHESIS_PROFILE", "PYTHONPATH",
+            "PYTHONHOME", "VIRTUAL_ENV", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS")
+
+
+@dataclass(frozen=True)
+class Env:
+    """The virtual environment with the example installed, and where to run commands from."""
+
+    python: Path
+    zoo: Path
+    example: Path  # the installed copy of the example's folder, with its tests
+    cwd: Path
+
+    def run(self, *argv: str | Path, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+        variables = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
+        variables.update(OMP_NUM_THREADS=os.environ.get("ZOO_TEST_THREADS", "1"), ZOO_OFFLINE="1",
+                         HF_HUB_OFFLINE="1", PYTHONDONTWRITEBYTECODE="1", **env)
+        return subprocess.run([str(a) for a in argv], cwd=cwd or self.cwd, env=variables, capture_output=True,
+                              text=True, timeout=300, check=False)
+
+    def zoo_cmd(self, *args: str | Path, **env: str) -> subprocess.CompletedProcess[str]:
+        return self.run(self.zoo, *args, **env)
+
+
+def replace_once(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} is not in {path} once: the example changed, update this test"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def copy_example(dst: Path, suffix: str = "") -> Path:
+    """A copy of the example to build from; with ``suffix``, another distribution (names renamed)."""
+    shutil.copytree(EXAMPLE, dst, ignore=shutil.ignore_patterns(
+        "build", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis"))
+    if suffix:
+        module = f"zoo_sdpa_{suffix}"
+        (dst / "src" / "zoo_sdpa").rename(dst / "src" / module)
+        pyproject = dst / "pyproject.toml"
+        replace_once(pyproject, f'name = "{DIST}"', f'name = "{DIST}-{suffix}"')
+        replace_once(pyproject, 'sdpa = "zoo_sdpa"', f'sdpa-{suffix} = "{module}"')
+        replace_once(pyproject, 'zoo_sdpa = ["py.typed"]', f'{module} = ["py.typed"]')
+        replace_once(dst / "src" / module / "__init__.py", 'name="sdpa"', f'name="sdpa-{suffix}"')
+    return dst
+
+
+def make_venv(root: Path) -> Path:
+    """A venv whose own site-packages comes first and this environment's after it; returns its python."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", root], check=True, capture_output=True)
+    python = root / "bin" / "python"
+    where = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    purelib = subprocess.run([python, "-c", where], check=True, capture_output=True, text=True).stdout.strip()
+    paths = sysconfig.get_paths()
+    ours = dict.fromkeys([*site.getsitepackages(), paths["purelib"], paths["platlib"]])
+    # addsitedir, not a bare path: this environment's own .pth files (the zoo's editable install) must run too
+    lines = [f"import site; site.addsitedir({path!r})" for path in ours if Path(path).is_dir()]
+    (Path(purelib) / "_parent_environment.pth").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return python
+
+
+def console_script(python: Path, name: str) -> Path:
+    """The ``name`` script of this environment's distribution, written for the venv's python, as pip would."""
+    (ep,) = importlib.metadata.entry_points(group="console_scripts", name=name)
+    module, func = ep.value.split(":")
+    path = python.parent / name
+    path.write_text(f"#!{python}\nimport sys\nfrom {module} import {func}\nsys.exit({func}())\n",
+                    encoding="utf-8")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
+    root = tmp_path_factory.mktemp("example-plugin")
+    python = make_venv(root / "venv")
+    good = copy_example(root / "src" / DIST)
+    planted = copy_example(root / "src" / "planted", "planted")
+    # the planted bug: scores divided by hs instead of sqrt(hs), softmax too flat
+    replace_once(planted / "src" / "zoo_sdpa_planted" / "model.py",
+                 "scale=1.0 / math.sqrt(hs)", "scale=1.0 / hs")
+    broken = copy_example(root / "src" / "broken", "broken")
+    replace_once(broken / "src" / "zoo_sdpa_broken" / "__init__.py", "\nimport zoo\n",
+                 "\nimport zoo\nimport zoo_sdpa_missing_dependency  # a dependency nobody installed\n")
+    # no --no-deps: the example's dependencies (gpt2-zoo, torch) must be found already installed
+    pip = subprocess.run(
+        [str(python), "-m", "pip", "install", "--no-index", "--no-build-isolation", "--no-input", "-q",
+         "--disable-pip-version-check", str(good), str(planted), str(broken)],
+        capture_output=True, text=True, timeout=300, cwd=root, check=False,
+    )
+    assert pip.returncode == 0, pip.stdout + pip.stderr
+    cwd = root / "work"
+    cwd.mkdir()
+    return Env(python=python, zoo=console_script(python, "zoo"), example=good, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def listing(env: Env) -> str:
+    proc = env.zoo_cmd("list")
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def entry(listing: str, name: str) -> str:
+    """The two lines ``zoo list`` prints for ``name``."""
+    match = re.search(rf"^{re.escape(name)} +(ok|broken) .*\n.*", listing, re.MULTILINE)
+    assert match, f"{name} is not listed:\n{listing}"
+    return match.group(0)
+
+
+def builtin_variants() -> set[str]:
+    return {ep.name for ep in importlib.metadata.distribution("gpt2-zoo").entry_points if ep.group == "zoo"}
+
+
+def test_zoo_list_shows_the_variant_with_its_distribution(listing: str) -> None:
+    sdpa = entry(listing, "sdpa")
+    assert " ok " in sdpa
+    assert "scaled_dot_product_attention" in sdpa
+    assert "cpu,cuda | float32,bfloat16 | exact kv_cache padding trainable" in sdpa
+    assert f"[{DIST} 0.1.0 (entry point sdpa = zoo_sdpa)]" in sdpa
+    assert f"[{DIST}-planted 0.1.0" in entry(listing, "sdpa-planted")
+
+
+def test_a_plugin_that_fails_to_import_is_listed_as_broken_and_nothing_else_breaks(listing: str) -> None:
+    broken = entry(listing, "sdpa-broken")
+    assert " broken " in broken
+    assert "ModuleNotFoundError: No module named 'zoo_sdpa_missing_dependency'" in broken
+    assert f"[{DIST}-broken 0.1.0 (entry point sdpa-broken = zoo_sdpa_broken)]" in broken
+    for name in [*builtin_variants(), "sdpa", "sdpa-planted"]:
+        assert " ok " in entry(listing, name), name
+
+
+def test_using_the_broken_plugin_is_one_line_naming_its_error(env: Env) -> None:
+    proc = env.zoo_cmd("info", "sdpa-broken")
+    assert proc.returncode == 1
+    *warnings, error = proc.stderr.strip().splitlines()  # discovery warns about it, then the error
+    warned = "zoo: WARNING: zoo plugin 'sdpa-broken' is broken"
+    assert all(line.startswith(warned) for line in warnings), proc.stderr
+    assert error.startswith("zoo: error: variant plugin 'sdpa-broken' from zoo-plugin-example-broken 0.1.0")
+    assert error.endswith("ModuleNotFoundError: No module named 'zoo_sdpa_missing_dependency'"), error
+
+
+def test_zoo_info(env: Env) -> None:
+    proc = env.zoo_cmd("info", "sdpa")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("sdpa: GPT-2 with attention on torch's scaled_dot_product_attention")
+    assert re.search(rf"^  distribution: {DIST}$", proc.stdout, re.MULTILINE), proc.stdout
+    assert re.search(r"^  devices: +cpu, cuda$", proc.stdout, re.MULTILINE), proc.stdout
+    assert re.search(r"^  dtypes: +float32, bfloat16$", proc.stdout, re.MULTILINE), proc.stdout
+    assert "is_causal=True" in proc.stdout  # the variant's notes
+
+
+def test_turning_autoload_off_hides_it(env: Env) -> None:
+    proc = env.zoo_cmd("list", "--json", ZOO_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert {r["name"] for r in rows} == builtin_variants()
+    assert all(r["status"] == "ok" and r["distribution"] == "gpt2-zoo" for r in rows)
+    info = env.zoo_cmd("info", "sdpa", ZOO_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert info.returncode == 1 and "no variant named 'sdpa'" in info.stderr, info.stderr
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random GPT-2 written with ``save_pretrained``; weights wide enough that greedy choices are clear."""
+    from transformers import GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(CONFIG.to_hf(initializer_range=0.2)).eval()
+    path = tmp_path_factory.mktemp("weights") / "tiny-gpt2"
+    model.save_pretrained(path)
+    return path
+
+
+def test_zoo_generate_uses_it_by_name(env: Env, weights: Path) -> None:
+    proc = env.zoo_cmd("generate", "sdpa", "--weights", weights, "--prompt", PROMPT, "--max-new-tokens", "8")
+    assert proc.returncode == 0, proc.stderr
+    model = zoo.load("pure", weights)  # the reference implementation, in this process
+    enc = zoo.get_tokenizer()
+    new = zoo.generate(model, enc.encode(PROMPT), 8)[0]
+    if CONFIG.eos_token_id in new:
+        new = new[: new.index(CONFIG.eos_token_id)]
+    assert len(new) > 0
+    assert proc.stdout == PROMPT + enc.decode_bytes(new).decode("utf-8", errors="replace") + "\n"
+
+
+def test_zoo_check_passes(env: Env) -> None:
+    proc = env.zoo_cmd("check", "sdpa", "--profile", "quick")  # ci passes too, in about twice the time
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("sdpa ")]
+    assert {row[1]: row[2] for row in rows} == dict.fromkeys(CHECKS, "pass"), proc.stdout  # all apply to sdpa
+    assert re.search(r"^0 failed, \d+ passed, 0 skipped", proc.stdout, re.MULTILINE), proc.stdout
+
+
+def test_zoo_check_fails_the_planted_bug_with_a_readable_report(env: Env) -> None:
+    proc = env.zoo_cmd("check", "sdpa-planted", "--profile", "quick", "--property", "logits")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert re.search(r"^sdpa-planted +interface +pass", out, re.MULTILINE), out
+    assert re.search(r"^sdpa-planted +logits +FAIL", out, re.MULTILINE), out
+    report = out[out.index("== sdpa-planted / logits =="):]
+    assert "sdpa-planted fails logits" in report
+    assert re.search(r"logits \(\w+\) at batch \d+, position \d+, token \d+: x=\S+, but should be", report)
+    assert re.search(r"example: logits\(\s+case=ForwardCase\(config=GPT2Config\(", report)  # counterexample
+    assert "zoo check sdpa-planted --property logits --profile quick" in report  # how to reproduce it
+    assert "Traceback" not in out + proc.stderr
+    assert re.search(r"^1 failed, 1 passed", out, re.MULTILINE), out
+
+
+def test_the_examples_own_pytest_passes(env: Env) -> None:
+    proc = env.run(env.python, "-m", "pytest", "-v", "-p", "no:cacheprovider", "--zoo-profile", "quick",
+                   cwd=env.example)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert f"zoo conformance: variant sdpa from {DIST} 0.1.0" in out  # the report header
+    assert "profile quick" in out
+    for check in CHECKS:  # the harness's items, added by addopts = --zoo-variant sdpa
+        assert re.search(rf"^zoo-conformance\[sdpa\]::{check} PASSED", out, re.MULTILINE), out
+    assert re.search(r"^tests/test_sdpa.py::\S+ PASSED", out, re.MULTILINE), out  # the package's own tests
