@@ -21,6 +21,7 @@ from ._errors import (
     WeightsSourceError,
     ZooError,
 )
+from ._convert import convert
 from ._generate import generate, stream
 from ._inputs import check_cache_size, check_inputs
 from ._interface import GPT2, Capabilities, Tolerances, Variant
@@ -61,6 +62,7 @@ __all__ = [
     "broken_plugins",
     "check_cache_size",
     "check_inputs",
+    "convert",
     "generate",
     "get_tokenizer",
     "get_variant",
