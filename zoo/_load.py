@@ -70,8 +70,9 @@ def load(
 
     :param weights: a Hugging Face hub id (``"gpt2"``, ``"openai-community/gpt2"``),
         a ``save_pretrained`` folder, a ``.safetensors`` file, a ``.bin``/``.pt``
-        state dict, a nanoGPT or build-nanogpt checkpoint, an in-memory state
-        dict, or ``None`` for GPT-2's random initialisation from ``seed``.
+        state dict, a nanoGPT or build-nanogpt checkpoint, an llm.c ``.bin``
+        file, an F32 or BF16 GGUF file, an in-memory state dict, or ``None``
+        for GPT-2's random initialisation from ``seed``.
     :param config: a :class:`GPT2Config` or preset name; taken from the weights
         when they carry one, GPT-2 small (124M) for random weights.
     :param device: ``"cpu"`` (default), ``"cuda"``...; checked against the variant.
