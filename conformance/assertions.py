@@ -105,7 +105,8 @@ def fail(variant: str, prop: str, what: str, reproducer: str, *, verdict: Verdic
 
 
 def _position(index: tuple[int, ...], names: tuple[str, ...]) -> str:
-    return ", ".join(f"{n} {i}" for n, i in zip(names, index) if n)  # an unnamed axis is not shown
+    # an unnamed axis is not shown; a 1-d tensor (a bias) has fewer axes than the names given for its matrix
+    return ", ".join(f"{n} {i}" for n, i in zip(names, index, strict=False) if n)
 
 
 LOGIT_AXES = ("batch", "position", "token")

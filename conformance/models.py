@@ -181,7 +181,7 @@ def reference_gradients(
         logits = model(input_ids=ids.cpu(), use_cache=False).logits
         loss = next_token_loss(logits, ids.cpu())
         grads = torch.autograd.grad(loss, list(params.values()))
-    by_hf_name = {name: g.double() for name, g in zip(params, grads)}
+    by_hf_name = {name: g.double() for name, g in zip(params, grads, strict=True)}
     canonical = to_canonical(by_hf_name, config, HF)
     return loss.detach().double(), {name: canonical[name].contiguous() for name in canonical}
 

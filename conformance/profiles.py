@@ -20,7 +20,7 @@ import os
 
 from hypothesis import HealthCheck, Phase, settings
 
-__all__ = ["DEFAULT", "PROFILES", "ENV", "get", "resolve"]
+__all__ = ["DEFAULT", "ENV", "PROFILES", "get", "resolve"]
 
 ENV = "HYPOTHESIS_PROFILE"
 DEFAULT = "ci"

@@ -315,7 +315,8 @@ def _generation(ctx: Context) -> Built:
         model = ctx.model(case.config, case.init)
         prompts = [list(p) for p in case.prompts]
         eos = case.config.eos_token_id
-        sample = dict(temperature=case.temperature, top_k=case.top_k, top_p=case.top_p, seed=case.seed)
+        sample = {"temperature": case.temperature, "top_k": case.top_k, "top_p": case.top_p,
+                  "seed": case.seed}
         first = zoo.generate(model, prompts, case.max_new_tokens, **sample)
         again = zoo.generate(model, prompts, case.max_new_tokens, **sample)
         if first != again:
@@ -325,8 +326,8 @@ def _generation(ctx: Context) -> Built:
         got = [_first_eos(row, eos) for row in zoo.generate(model, prompts, case.max_new_tokens)]
         expected = _hf_greedy(case)
         tol = ctx.variant.tolerances
-        for b, (mine, theirs) in enumerate(zip(got, expected)):
-            step = next((i for i, (x, y) in enumerate(zip(mine, theirs)) if x != y), None)
+        for b, (mine, theirs) in enumerate(zip(got, expected, strict=True)):
+            step = next((i for i, (x, y) in enumerate(zip(mine, theirs, strict=False)) if x != y), None)
             if step is None:
                 if len(mine) != len(theirs):
                     judge.fail(f"greedy generation from prompt {b} has the wrong length", mine, theirs)
@@ -440,7 +441,7 @@ def _training(ctx: Context) -> Built:
         judge.assert_close("cross-entropy loss", loss.detach().double().cpu()[None], loss64[None],
                            hf_dtype=loss_dt[None], hf64=loss64[None], dtype=ctx.dtype_name, axes=("value",),
                            distributions=False)
-        for pname, grad in zip(params, grads):
+        for pname, grad in zip(params, grads, strict=True):
             canonical, transposed = names[pname]
             if grad is None:
                 judge.fail(f"no gradient reaches {pname} ({canonical})")
@@ -520,7 +521,7 @@ def _bad_input(ctx: Context) -> Built:
             if not any(w.lower() in message.lower() for w in words):
                 judge.fail(f"the error for {case.kind} does not name the problem (expected one of {words})",
                            message, f"a message naming {' or '.join(words)}")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  # any other type is the failure being reported
             judge.fail(f"{case.kind} raised the wrong error type",
                        f"{type(exc).__name__}: {exc}", "zoo.InvalidInputError")
         else:
@@ -623,7 +624,7 @@ def check_interface(variant: zoo.Variant, device: str = "cpu") -> list[str]:
         dtype = getattr(torch, name)
         try:
             model = variant.build(config, device=torch.device(device), dtype=dtype)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  # a variant that cannot build is reported, not raised
             problems.append(f"build({config}, device={device!r}, dtype={name}) raised {type(exc).__name__}: {exc}")
             continue
         if not isinstance(model, zoo.GPT2):
@@ -646,6 +647,6 @@ def check_interface(variant: zoo.Variant, device: str = "cpu") -> list[str]:
                                 f"[1, 3, {config.vocab_size}]")
             elif not bool(torch.isfinite(out[..., : config.vocab_size]).all()):
                 problems.append("forward() returned non-finite logits on a valid input")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  # a model that crashes when used is reported, not raised
             problems.append(f"{name}: using the built model raised {type(exc).__name__}: {exc}")
     return problems

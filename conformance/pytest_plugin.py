@@ -105,8 +105,8 @@ class _Conformance:
         variant = self.variant()
         return [
             f"zoo conformance: variant {variant.name} from {variant.source or 'unknown source'}",
-            f"zoo conformance: torch {torch.__version__}, transformers {transformers.__version__}, "
-            f"hypothesis {hypothesis.__version__}; device {self.device}; profile {self.profile}",
+            (f"zoo conformance: torch {torch.__version__}, transformers {transformers.__version__}, "
+             f"hypothesis {hypothesis.__version__}; device {self.device}; profile {self.profile}"),
         ]
 
     @pytest.hookimpl(tryfirst=True)  # before -k / -m deselect items

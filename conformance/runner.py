@@ -86,7 +86,7 @@ def run_property(prop: Property, ctx: Context, profile: str, seed_value: int | N
     except HypothesisException as exc:  # a health check, an unsatisfiable strategy: the harness's problem
         result.status = "fail"
         result.message = f"{ctx.variant.name} {prop.name}: hypothesis could not run: {type(exc).__name__}: {exc}"
-    except Exception as exc:  # the variant crashed on a valid input
+    except Exception as exc:  # noqa: BLE001  # the variant crashed on a valid input: report it as a failure
         where = traceback.extract_tb(exc.__traceback__)[-1]
         result.status = "fail"
         result.message = (
@@ -194,7 +194,7 @@ def table(results: Sequence[PropertyResult]) -> str:
                      worst or (r.message if r.status == "skip" else ""),
                      f"{r.seconds:.1f}s" if r.status != "skip" else ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

@@ -89,7 +89,7 @@ def test_n_params_of_gpt2_small_is_124m():
     assert hf_param_count(GPT2Config()) == 124_439_808
 
 
-@pytest.mark.parametrize("config", SMALL + [GPT2Config.preset("gpt2-medium")], ids=str)
+@pytest.mark.parametrize("config", [*SMALL, GPT2Config.preset("gpt2-medium")], ids=str)
 def test_n_params_equals_gpt2lmheadmodel(config):
     assert config.n_params == hf_param_count(config)
 
@@ -168,7 +168,7 @@ def test_from_hf_refuses_another_model_type(tmp_path):
         GPT2Config.from_hf({"model_type": "gpt_neo"})
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"model_type": "llama", "hidden_size": 64}))
-    with pytest.raises(ConfigError, match="config.json.*'llama'"):
+    with pytest.raises(ConfigError, match=r"config\.json.*'llama'"):
         GPT2Config.from_json_file(path)
 
 
@@ -176,7 +176,7 @@ def test_from_hf_refuses_another_model_type(tmp_path):
 def test_from_json_file_reports_unreadable_files(tmp_path, content):
     path = tmp_path / "config.json"
     path.write_text(content)
-    with pytest.raises(ConfigError, match="config.json"):
+    with pytest.raises(ConfigError, match=r"config\.json"):
         GPT2Config.from_json_file(path)
     with pytest.raises(ConfigError, match="cannot read"):
         GPT2Config.from_json_file(tmp_path / "missing.json")
@@ -222,7 +222,7 @@ def test_numpy_integers_are_accepted_as_plain_ints():
 
 @pytest.mark.parametrize("eps", [0, 0.0, -1e-5, 1, 2.0, math.nan, math.inf, True, "1e-5", None])
 def test_bad_layer_norm_epsilon_is_refused(eps):
-    with pytest.raises(ConfigError, match="layer_norm_epsilon=.* must be a float in \\(0, 1\\)"):
+    with pytest.raises(ConfigError, match=r"layer_norm_epsilon=.* must be a float in \(0, 1\)"):
         GPT2Config(layer_norm_epsilon=eps)
 
 

@@ -152,9 +152,9 @@ def test_an_existing_destination_needs_force(tmp_path, capsys, source, to, name)
 
 
 def test_the_destination_must_name_its_type_and_its_folder_exist(tmp_path, source):
-    with pytest.raises(WeightsError, match="--to gguf writes a .gguf file.*'m.gguf'"):
+    with pytest.raises(WeightsError, match=r"--to gguf writes a \.gguf file.*'m\.gguf'"):
         convert(source, tmp_path / "m.bin", to="gguf")
-    with pytest.raises(WeightsError, match="folder .* does not exist"):
+    with pytest.raises(WeightsError, match=r"folder .* does not exist"):
         convert(source, tmp_path / "missing" / "m.gguf", to="gguf")
     (tmp_path / "m.gguf").mkdir()
     with pytest.raises(WeightsError, match="is a folder and --to gguf writes a file"):
@@ -294,7 +294,7 @@ class Payload:
 def test_a_pickle_that_would_run_code_is_refused(tmp_path, weights, monkeypatch):
     monkeypatch.chdir(tmp_path)
     torch.save({"model": dict(from_canonical(weights, HF)), "model_args": Payload()}, tmp_path / "evil.pt")
-    with pytest.raises(WeightsSourceError, match="could run code, so it is refused.*weights_only=True"):
+    with pytest.raises(WeightsSourceError, match=r"could run code, so it is refused.*weights_only=True"):
         convert(tmp_path / "evil.pt", tmp_path / "out.gguf", to="gguf")
     assert listing(tmp_path) == ["evil.pt"]  # nothing written, and nothing ran
 
@@ -327,7 +327,7 @@ def test_nonfinite_weights_are_refused_unless_allowed(tmp_path, capsys, weights,
 def test_values_beyond_q8_0_are_refused(tmp_path, weights):
     big = dict(weights)
     big["h.0.mlp.c_fc.weight"] = weights["h.0.mlp.c_fc.weight"] * 1e8
-    with pytest.raises(WeightsError, match="blk.0.ffn_up.weight .* beyond what Q8_0 can store"):
+    with pytest.raises(WeightsError, match=r"blk\.0\.ffn_up\.weight .* beyond what Q8_0 can store"):
         convert(big, tmp_path / "m.gguf", to="gguf", dtype="q8_0", config=CONFIG, layout="canonical")
     assert listing(tmp_path) == []
     convert(big, tmp_path / "m.gguf", to="gguf", dtype="bfloat16", config=CONFIG, layout="canonical")

@@ -138,7 +138,7 @@ def gguf_names(config: GPT2Config) -> list[str]:
     names = ["token_embd.weight", "position_embd.weight"]
     for i in range(config.n_layer):
         names += [f"blk.{i}.{n}" for n in per_layer]
-    return names + ["output_norm.weight", "output_norm.bias"]
+    return [*names, "output_norm.weight", "output_norm.bias"]
 
 
 def field(reader: gguf.GGUFReader, key: str):
@@ -183,7 +183,7 @@ def bytes_to_unicode() -> dict[int, str]:
             printable.append(b)
             chars.append(256 + extra)
             extra += 1
-    return dict(zip(printable, map(chr, chars)))
+    return dict(zip(printable, map(chr, chars), strict=True))
 
 
 def test_gguf_embeds_the_gpt2_tokenizer(tmp_path):
@@ -235,7 +235,7 @@ def test_gguf_output_weight_is_an_optional_tie(tmp_path, weights):
 
     config, read = zoo.open_weights(rewrite(weights["wte.weight"], "tied.gguf"))
     assert config == CONFIG and torch.equal(read["wte.weight"], weights["wte.weight"])
-    with pytest.raises(WeightsError, match="'output.weight' differs from the token embedding"):
+    with pytest.raises(WeightsError, match=r"'output\.weight' differs from the token embedding"):
         zoo.open_weights(rewrite(weights["wte.weight"] + 1, "untied.gguf"))
 
 

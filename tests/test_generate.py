@@ -86,7 +86,7 @@ def test_greedy_batched_matches_hugging_face(small_models, name, use_cache):
     expected = hf_generate(reference, PROMPTS, 12, eos)
     assert all(len(set(row)) > 3 for row in expected)  # not a model that only repeats
     assert zoo.generate(models[name], PROMPTS, 12, use_cache=use_cache) == expected
-    for prompt, row in zip(PROMPTS, expected):  # and each prompt alone, unpadded
+    for prompt, row in zip(PROMPTS, expected, strict=True):  # and each prompt alone, unpadded
         assert zoo.generate(models[name], prompt, 12, use_cache=use_cache) == [row]
 
 
@@ -125,7 +125,7 @@ def test_prompt_forms_are_equivalent(small_models):
 
 def test_seeded_sampling_is_reproducible_and_seeds_differ(small_models):
     model = small_models[0]["pure"]
-    kwargs = dict(temperature=1.5, stop_at_eos=False)
+    kwargs = {"temperature": 1.5, "stop_at_eos": False}
     first = zoo.generate(model, PROMPTS, 16, seed=123, **kwargs)
     assert zoo.generate(model, PROMPTS, 16, seed=123, **kwargs) == first
     assert zoo.generate(model, PROMPTS, 16, seed=124, **kwargs) != first

@@ -9,13 +9,12 @@ import shutil
 import subprocess
 import sys
 import weakref
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import huggingface_hub
 import pytest
-import safetensors.torch
 import torch
 from transformers import GPT2LMHeadModel
 
@@ -75,8 +74,9 @@ def nanogpt_state_dict(reference: GPT2LMHeadModel) -> dict[str, torch.Tensor]:
 
 def nanogpt_checkpoint(sd: dict[str, torch.Tensor]) -> dict:
     """The dict nanoGPT's train.py saves as ckpt.pt."""
-    model_args = dict(n_layer=CONFIG.n_layer, n_head=CONFIG.n_head, n_embd=CONFIG.n_embd,
-                      block_size=CONFIG.n_positions, bias=True, vocab_size=CONFIG.vocab_size, dropout=0.0)
+    model_args = {"n_layer": CONFIG.n_layer, "n_head": CONFIG.n_head, "n_embd": CONFIG.n_embd,
+                  "block_size": CONFIG.n_positions, "bias": True, "vocab_size": CONFIG.vocab_size,
+                  "dropout": 0.0}
     optimizer = {"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.zeros(4)}},
                  "param_groups": [{"lr": 6e-4, "betas": (0.9, 0.95), "params": [0]}]}
     return {"model": sd, "optimizer": optimizer, "model_args": model_args, "iter_num": 3,

@@ -49,7 +49,7 @@ def test_ci_profile_catches_planted_bug(planted: None, bug: PlantedBug) -> None:
 @pytest.mark.parametrize("name", REAL_VARIANTS)
 def test_ci_profile_passes_real_variant(name: str) -> None:
     results = runner.check_variant(name, profile="ci")
-    assert [r.prop for r in results][0] == "interface"
+    assert results[0].prop == "interface"
     failed = [r for r in results if r.status == "fail"]
     assert not failed, runner.failures(results)
     assert any(r.status == "pass" and r.prop == "logits" for r in results)

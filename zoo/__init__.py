@@ -8,6 +8,7 @@ True
 from __future__ import annotations
 
 from ._config import PRESETS, GPT2Config
+from ._convert import convert
 from ._errors import (
     BrokenPluginError,
     CapabilityError,
@@ -21,7 +22,6 @@ from ._errors import (
     WeightsSourceError,
     ZooError,
 )
-from ._convert import convert
 from ._generate import generate, stream
 from ._inputs import check_cache_size, check_inputs
 from ._interface import GPT2, Capabilities, Tolerances, Variant

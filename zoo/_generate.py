@@ -195,7 +195,7 @@ def _steps(model: GPT2, rows: list[list[int]], longest: int, max_new_tokens: int
                 token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
             token = token.masked_fill(finished, eos)
             ids[:, end] = token
-        yield [None if done else int(t) for t, done in zip(token.tolist(), finished.tolist())]
+        yield [None if done else int(t) for t, done in zip(token.tolist(), finished.tolist(), strict=True)]
         if stop_at_eos:
             finished |= token == eos
             if bool(finished.all()):

@@ -121,7 +121,7 @@ class _Registry:
                 if builtin:
                     _check_builtin_origin(ep, plugin)
                 self.pm.register(plugin, name=plugin_name)
-            except (Exception, SystemExit) as exc:  # a broken plugin must not break the zoo
+            except (Exception, SystemExit) as exc:  # noqa: BLE001  # a broken plugin must not break the zoo
                 self._mark_broken(ep.name, source, exc)
                 self.pm.set_blocked(plugin_name)
                 continue
@@ -180,7 +180,7 @@ class _Registry:
                             f"zoo_variants() must return zoo.Variant objects, got {type(variant).__name__}"
                         )
                     declared.append(variant)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  # a plugin's hook failing must not break the zoo
             self._mark_broken(label, source, exc)
             return
         for variant in declared:
@@ -228,7 +228,7 @@ _registry: _Registry | None = None
 
 
 def _get() -> _Registry:
-    global _registry
+    global _registry  # noqa: PLW0603  # the one registry, discovered on first use under the lock
     with _lock:
         if _registry is None:
             # published before discovery, so a plugin that asks the zoo while it is imported
@@ -240,7 +240,7 @@ def _get() -> _Registry:
 
 def _reset() -> None:
     """Forget everything discovered; the next call discovers plugins again (for tests)."""
-    global _registry
+    global _registry  # noqa: PLW0603  # see _get
     with _lock:
         _registry = None
 

@@ -102,7 +102,7 @@ def _encoding(offline: bool) -> tiktoken.Encoding:
 
         try:
             return tiktoken.get_encoding("gpt2")
-        except Exception as exc:  # no network, blocked host...
+        except Exception as exc:  # noqa: BLE001  # whatever stops the download: use the local copies
             log.info("tiktoken could not download the gpt2 files (%s); using the local copies", exc)
     return _local_encoding()
 

@@ -61,7 +61,7 @@ class SafetensorsSource(Mapping[str, Any]):
         for path in paths:
             try:
                 with safe_open(str(path), framework="pt", device="cpu") as handle:
-                    for key in handle.keys():
+                    for key in handle.keys():  # noqa: SIM118  # a safetensors handle is not iterable
                         self._where[key] = path
                         self._shapes[key] = tuple(handle.get_slice(key).get_shape())
                     stored = (handle.metadata() or {}).get(CONFIG_METADATA)
@@ -364,9 +364,9 @@ def read_weights(
         layout = LAYOUTS[layout]
     found_config: GPT2Config | None = None
     tensors: Mapping[str, Any]
-    if isinstance(source, Mapping) or Path(os.fspath(source)).expanduser().exists():
-        if revision is not None:
-            raise WeightsError(f"revision={revision!r} applies to Hugging Face hub ids, not to local weights")
+    if revision is not None and (isinstance(source, Mapping)
+                                 or Path(os.fspath(source)).expanduser().exists()):
+        raise WeightsError(f"revision={revision!r} applies to Hugging Face hub ids, not to local weights")
     if isinstance(source, Mapping):
         tensors, found_config, chosen = _unwrap_checkpoint(source, "the given dict", layout)
     else:

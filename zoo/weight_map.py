@@ -249,7 +249,7 @@ class Format:
         return dtype
 
 
-_MATRICES = tuple(t.name for t in SPEC if t.linear) + (TIED[1],)
+_MATRICES = (*(t.name for t in SPEC if t.linear), TIED[1])
 
 # fmt: off
 #: Every file format the zoo reads and writes, by ``zoo convert --to`` name.
@@ -361,7 +361,7 @@ def to_canonical(
     duplicated: list[str] = []
     tied_key: str | None = None
     padded = layout.padded_vocab(config) != config.vocab_size
-    for raw_key in source.keys():
+    for raw_key in source.keys():  # noqa: SIM118  # a lazy source may offer keys() but not iterate
         key = layout.strip(raw_key)
         if key == layout.key(TIED[0]):
             tied_key = raw_key

@@ -195,7 +195,7 @@ class Block(Module):
 
 def _blas_threads(n: int) -> AbstractContextManager[Any]:
     """Limit NumPy's BLAS to ``n`` threads for the duration of a ``with`` block."""
-    global _controller
+    global _controller  # noqa: PLW0603  # found on first use: scanning the loaded libraries is slow
     if _controller is None:
         try:
             from threadpoolctl import ThreadpoolController
