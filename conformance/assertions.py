@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import zoo
 
@@ -82,7 +82,7 @@ def _fmt(x: float | None) -> str:
 
 
 def fail(variant: str, prop: str, what: str, reproducer: str, *, verdict: Verdict | None = None,
-         actual: object = None, expected: object = None) -> None:
+         actual: object = None, expected: object = None) -> NoReturn:
     """Raise :class:`ConformanceFailure` in the shared format.
 
     Either a :class:`Verdict` (numbers) or ``actual``/``expected`` objects
@@ -125,11 +125,11 @@ class Judge:
     def exact(self) -> bool:
         return self.variant.capabilities.exact
 
-    def _fail(self, what: str, verdict: Verdict) -> None:
+    def _fail(self, what: str, verdict: Verdict) -> NoReturn:
         __tracebackhide__ = True
         fail(self.variant.name, self.prop, what, self.reproducer, verdict=verdict)
 
-    def fail(self, what: str, actual: object = None, expected: object = None) -> None:
+    def fail(self, what: str, actual: object = None, expected: object = None) -> NoReturn:
         __tracebackhide__ = True
         fail(self.variant.name, self.prop, what, self.reproducer, actual=actual, expected=expected)
 

@@ -60,10 +60,10 @@ class _Cache:
     def get(self, key: Hashable, big: bool, make: Callable[[], T]) -> T:
         with self._lock:
             if key in self._big:
-                return self._big[key]  # type: ignore[no-any-return]
+                return self._big[key]
             if key in self._small:
                 self._small.move_to_end(key)
-                return self._small[key]  # type: ignore[no-any-return]
+                return self._small[key]
         value = make()
         with self._lock:
             if big:

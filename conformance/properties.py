@@ -13,9 +13,10 @@ makes every property a skip, so a missing method is one clear failure.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from hypothesis import example, given, note, seed, settings
 
@@ -55,7 +56,7 @@ class Context:
     def dtype(self) -> torch.dtype:
         import torch
 
-        return getattr(torch, self.dtype_name)  # type: ignore[no-any-return]
+        return getattr(torch, self.dtype_name)
 
     @property
     def caps(self) -> zoo.Capabilities:
@@ -113,9 +114,9 @@ class Property:
                 try:
                     inner(case=case)
                 except BaseException as exc:
-                    exc.add_note(f"Failing pinned example: {self.name}(\n    case={case!r},\n)")
+                    _add_note(exc, f"Failing pinned example: {self.name}(\n    case={case!r},\n)")
                     for text in ctx.pinned_notes:
-                        exc.add_note(text)
+                        _add_note(exc, text)
                     raise
                 finally:
                     ctx.pinned_notes = None
@@ -125,6 +126,14 @@ class Property:
 
 
 # -- small helpers ------------------------------------------------------------------------
+def _add_note(exc: BaseException, text: str) -> None:
+    """``exc.add_note(text)``, also on Python 3.10, which keeps no notes of its own."""
+    if sys.version_info >= (3, 11):
+        exc.add_note(text)
+    else:  # the attribute 3.11 keeps them in, which the runner and the pytest plugin read (typed from 3.11)
+        exc.__notes__ = [*getattr(exc, "__notes__", []), text]  # type: ignore[attr-defined]
+
+
 def _ids(ids: s.Ids, device: str = "cpu") -> torch.Tensor:
     import torch
 
@@ -143,8 +152,15 @@ def _run(model: zoo.GPT2, ids: torch.Tensor, mask: torch.Tensor | None = None,
     return out[..., : model.config.vocab_size].double().cpu()
 
 
+class _Refs(TypedDict):
+    """The ``hf64``/``hf_dtype`` keywords of :meth:`Judge.assert_close`."""
+
+    hf64: torch.Tensor
+    hf_dtype: torch.Tensor
+
+
 def _refs(config: zoo.GPT2Config, init: s.WeightInit, dtype: torch.dtype, ids: torch.Tensor,
-          mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+          mask: torch.Tensor | None = None) -> _Refs:
     """Hugging Face's logits in float64 and in ``dtype``: the ``hf64``/``hf_dtype`` of a judgement."""
     import torch
 
@@ -200,7 +216,8 @@ def _causality(ctx: Context) -> Built:
         changed[:, case.position] = case.token
         before, after = _run(model, ids), _run(model, changed)
         p = case.position
-        ref = {k: v[:, :p] for k, v in _refs(case.config, case.init, ctx.dtype, ids).items()}
+        full = _refs(case.config, case.init, ctx.dtype, ids)
+        ref = _Refs(hf64=full["hf64"][:, :p], hf_dtype=full["hf_dtype"][:, :p])
         judge.assert_close(f"logits before position {p} after changing the token at {p}",
                            after[:, :p], before[:, :p], dtype=ctx.dtype_name, **ref)
 
@@ -333,7 +350,7 @@ def _generation(ctx: Context) -> Built:
                     judge.fail(f"greedy generation from prompt {b} has the wrong length", mine, theirs)
                 continue
             # a near tie in Hugging Face's own float64 logits may break either way
-            prefix = _ids([case.prompts[b] + tuple(mine[:step])])
+            prefix = _ids((case.prompts[b] + tuple(mine[:step]),))
             ref = _refs(case.config, case.init, ctx.dtype, prefix)
             last64, last_dt = ref["hf64"][0, -1], ref["hf_dtype"][0, -1]
             bound = tol.error_factor * float((last_dt - last64).abs().max()) + tol.abs_floor.get(ctx.dtype_name, 0.0)

@@ -121,7 +121,8 @@ class _Conformance:
         ours += [ConformanceItem.from_parent(suite, name=p.name, prop=p.name, checks=self) for p in PROPERTIES]
         items.extend(ours)
         # let the terminal's "collected N items" count them
-        config.hook.pytest_collectreport(report=pytest.CollectReport(suite.nodeid, "passed", None, ours))
+        report = pytest.CollectReport(suite.nodeid, "passed", None, list(ours))  # a list of Item | Collector
+        config.hook.pytest_collectreport(report=report)
 
     def pytest_sessionfinish(self) -> None:
         from . import models

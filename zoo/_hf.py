@@ -25,7 +25,8 @@ def new_hf_model(
     hf_config._attn_implementation = attn_implementation
     with torch.device(device):
         model = GPT2LMHeadModel(hf_config)
-    model = model.to(dtype=dtype or torch.float32)
+    # transformers decorates .to with functools.wraps, typed by typeshed as a callable that binds no self
+    model = model.to(dtype=dtype or torch.float32)  # type: ignore[call-arg]
     if model.lm_head.weight is not model.transformer.wte.weight:
         model.lm_head.weight = model.transformer.wte.weight
     return model.eval()

@@ -36,8 +36,8 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
-@hookspec
-def zoo_variants() -> Sequence[Variant]:
+@hookspec  # a specification's body is its docstring: pluggy never calls it
+def zoo_variants() -> Sequence[Variant]:  # type: ignore[empty-body]
     """Declare the GPT-2 variants this plugin provides.
 
     :returns: A sequence of :class:`zoo.Variant`; each name must be unique in
