@@ -1,0 +1,288 @@
+"""Weight-only int8 and int4 GPT-2: ``pure``'s model with its Linear layers swapped, gpt-fast style.
+
+Two steps, as in gpt-fast: quantise a float tensor (:func:`quantise_int8`,
+:func:`quantise_int4`), then swap modules on an existing ``pure`` model
+(:meth:`QuantisedGPT.__init__`). Attention, the static KV cache, padding,
+LayerNorms and the position embedding are ``pure``'s own, run in bfloat16.
+
+Unlike gpt-fast's int8 Linear, every quantised Linear keeps its bias, and
+``lm_head`` is not quantised as a Linear of its own: :class:`TiedEmbedding`
+holds GPT-2's token embedding once, as int8 with one scale per vocabulary row,
+and serves both the lookup (gathered rows dequantised) and the logits (the
+same int8 tensor in ``_weight_int8pack_mm``: a row scale of ``wte`` is an
+output-channel scale of ``lm_head``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import zoo
+from zoo.weight_map import CANONICAL, CanonicalWeights, to_canonical
+
+from ..pure.model import GPT
+
+ACTIVATIONS = torch.bfloat16  # the CPU kernels are fast with bfloat16 activations, slow with float32
+INT8_K_MULTIPLE = 16  # _weight_int8pack_mm on the CPU reads garbage (or crashes) unless K % 16 == 0
+INT4_GROUP = 32  # weights per (scale, zero) pair along K; the CPU kernel takes 32, 64, 128 or 256
+INT4_N_MULTIPLE = 16  # _convert_weight_to_int4pack_for_cpu needs N % 16 == 0
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _pad_last(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``x`` with its last dimension zero-padded to ``size`` (no copy when it already has it)."""
+    return x if x.size(-1) == size else F.pad(x, (0, size - x.size(-1)))
+
+
+# -- step 1: quantise ----------------------------------------------------------------------
+def quantise_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``w [N, K]`` -> ``(q int8 [N, K], scales bfloat16 [N])`` with ``w ~ q * scales[:, None]``.
+
+    Symmetric, one scale per row (output channel). The scale is rounded to
+    bfloat16 (the kernel's dtype) before ``q`` is computed from it, so the
+    error is at most half a step: ``|w - q * s| <= s / 2``.
+    """
+    w = w.float()
+    scales = (w.abs().amax(dim=1) / 127).clamp_min(1e-12).to(ACTIVATIONS)
+    q = torch.round(w / scales.float()[:, None]).clamp(-127, 127).to(torch.int8)
+    return q, scales
+
+
+def quantise_int4(w: torch.Tensor, group: int = INT4_GROUP) -> tuple[torch.Tensor, torch.Tensor]:
+    """``w [N, K]`` (``K % group == 0``) -> ``(q int32 [N, K] in 0..15, scales_and_zeros bfloat16 [K/group, N, 2])``.
+
+    Asymmetric, one (scale, zero) per ``group`` weights of a row, in the layout
+    of ``_weight_int4pack_mm_for_cpu``: ``w ~ (q - 8) * scale + zero``. Scale
+    and zero are rounded to bfloat16 before ``q`` is computed from them.
+    """
+    N, K = w.shape
+    g = w.float().reshape(N, K // group, group)  # (N, groups, group)
+    lo, hi = g.amin(dim=-1), g.amax(dim=-1)  # (N, groups)
+    scales = ((hi - lo) / 15).clamp_min(1e-6).to(ACTIVATIONS)
+    zeros = (lo + 8 * scales.float()).to(ACTIVATIONS)
+    q = torch.round((g - zeros.float()[..., None]) / scales.float()[..., None] + 8).clamp(0, 15)
+    scales_and_zeros = torch.stack([scales, zeros], dim=-1).transpose(0, 1).contiguous()  # (groups, N, 2)
+    return q.reshape(N, K).to(torch.int32), scales_and_zeros
+
+
+# -- step 2: the modules swapped in --------------------------------------------------------
+class Int8Linear(nn.Module):
+    """``y = x @ W.T + b`` with ``W`` int8 per output channel; ``K`` zero-padded to the kernel's multiple."""
+
+    weight: torch.Tensor  # (N, Kp) int8
+    scales: torch.Tensor  # (N,) bfloat16
+    bias: torch.Tensor | None  # (N,) bfloat16
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.k_padded = _round_up(in_features, INT8_K_MULTIPLE)
+        self.register_buffer("weight", torch.zeros(out_features, self.k_padded, dtype=torch.int8))
+        self.register_buffer("scales", torch.ones(out_features, dtype=ACTIVATIONS))
+        self.register_buffer("bias", torch.zeros(out_features, dtype=ACTIVATIONS) if bias else None)
+
+    def load(self, w: torch.Tensor) -> None:
+        q, scales = quantise_int8(_pad_last(w.to(self.weight.device), self.k_padded))
+        self.weight.copy_(q)
+        self.scales.copy_(scales)
+
+    def dequantised(self) -> torch.Tensor:
+        """The float32 weight ``[out_features, in_features]`` the layer computes with."""
+        return (self.weight.float() * self.scales.float()[:, None])[:, : self.in_features]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        *lead, K = x.shape
+        x2 = _pad_last(x.reshape(-1, K).to(ACTIVATIONS), self.k_padded)  # (M, Kp)
+        y = torch.ops.aten._weight_int8pack_mm(x2, self.weight, self.scales)  # (M, N)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.view(*lead, self.out_features)
+
+
+class Int4Linear(nn.Module):
+    """``y = x @ W.T + b`` with ``W`` int4 in groups along ``K``; ``K`` and ``N`` padded, the output sliced."""
+
+    weight: torch.Tensor  # (Np, Kp / 2) uint8, the kernel's packed layout
+    scales_and_zeros: torch.Tensor  # (Kp / group, Np, 2) bfloat16
+    bias: torch.Tensor
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.k_padded = _round_up(in_features, INT4_GROUP)
+        self.n_padded = _round_up(out_features, INT4_N_MULTIPLE)
+        packed = torch.zeros(self.n_padded, self.k_padded // 2, dtype=torch.uint8)  # two weights a byte
+        self.register_buffer("weight", packed)
+        self.register_buffer("scales_and_zeros",
+                             torch.zeros(self.k_padded // INT4_GROUP, self.n_padded, 2, dtype=ACTIVATIONS))
+        self.register_buffer("bias", torch.zeros(out_features, dtype=ACTIVATIONS))
+
+    def load(self, w: torch.Tensor) -> None:
+        w = _pad_last(w.to(self.weight.device).float(), self.k_padded)
+        w = F.pad(w, (0, 0, 0, self.n_padded - self.out_features))  # (Np, Kp): zero rows, sliced off
+        q, scales_and_zeros = quantise_int4(w)
+        self.weight.copy_(torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1))
+        self.scales_and_zeros.copy_(scales_and_zeros)
+
+    def dequantised(self) -> torch.Tensor:
+        """The float32 weight ``[out_features, in_features]``, read back through the kernel itself.
+
+        The packed layout is the kernel's business; multiplying the identity by
+        it in float32 gives ``(q - 8) * scale + zero`` exactly.
+        """
+        eye = torch.eye(self.k_padded, device=self.weight.device)
+        wt = torch.ops.aten._weight_int4pack_mm_for_cpu(eye, self.weight, INT4_GROUP,
+                                                        self.scales_and_zeros.float())  # (Kp, Np)
+        return wt.T[: self.out_features, : self.in_features].contiguous()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        *lead, K = x.shape
+        x2 = _pad_last(x.reshape(-1, K).to(ACTIVATIONS), self.k_padded)  # (M, Kp)
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.weight, INT4_GROUP, self.scales_and_zeros)
+        return (y[:, : self.out_features] + self.bias).view(*lead, self.out_features)  # (.., N)
+
+
+class TiedEmbedding(Int8Linear):
+    """GPT-2's token embedding, stored once as int8 ``[vocab_size, n_embd]`` with one scale per row.
+
+    ``forward(ids)`` looks rows up (``wte``); :meth:`logits` multiplies by the
+    same tensor (``lm_head``): a row scale of the embedding is an
+    output-channel scale of the head. The vocabulary is never padded, so no
+    padded id can be returned or sampled.
+    """
+
+    def __init__(self, vocab_size: int, n_embd: int) -> None:
+        super().__init__(n_embd, vocab_size, bias=False)  # lm_head has no bias
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        rows = self.weight[ids][..., : self.in_features]  # (B, T, C) int8
+        return rows.to(ACTIVATIONS) * self.scales[ids][..., None]
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, T, n_embd]`` -> ``logits [B, T, vocab_size]``: the int8 Linear's own forward."""
+        return super().forward(x)
+
+
+class TiedHead(nn.Module):
+    """``lm_head``: the logits through the token embedding's own int8 tensor (the tie)."""
+
+    def __init__(self, embedding: TiedEmbedding) -> None:
+        super().__init__()
+        self.embedding = embedding  # the very module registered as wte, not a copy
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embedding.logits(x)
+
+
+# -- the model ----------------------------------------------------------------------------
+class QuantisedGPT(GPT):
+    """``pure.GPT`` with weight-only quantised Linears (``linear``) and an int8 tied embedding."""
+
+    linear: type[Int8Linear] | type[Int4Linear] = Int8Linear
+
+    def __init__(self, config: zoo.GPT2Config) -> None:
+        super().__init__(config)
+        self.to(dtype=ACTIVATIONS)  # wpe and the LayerNorms; the Linears are replaced below
+        for block in self.h:
+            for parent, name in ((block.attn, "c_attn"), (block.attn, "c_proj"),
+                                 (block.mlp, "c_fc"), (block.mlp, "c_proj")):
+                dense = getattr(parent, name)
+                setattr(parent, name, self.linear(dense.in_features, dense.out_features))
+        embedding = TiedEmbedding(config.vocab_size, config.n_embd)
+        self.wte = embedding  # type: ignore[assignment]
+        self.lm_head = TiedHead(embedding)  # type: ignore[assignment]
+
+    @classmethod
+    def build(cls, config: zoo.GPT2Config, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = ACTIVATIONS) -> QuantisedGPT:
+        """Random GPT-2 weights drawn from torch's global RNG as ``pure.GPT.build`` draws them, quantised."""
+        if dtype != ACTIVATIONS:
+            raise zoo.CapabilityError(f"{cls.__name__} computes in bfloat16 only, not {dtype}; "
+                                      "pass dtype=torch.bfloat16")
+        if torch.device(device).type != "cpu":
+            raise zoo.CapabilityError(f"{cls.__name__} runs on the CPU only (its kernels are the "
+                                      f"CPU ones), not on {device}; pass device='cpu'")
+        with torch.device("meta"):
+            model = cls(config)
+        model.to_empty(device=device)
+        model.import_weights(zoo.random_weights(config, seed=int(torch.randint(2**31, ()))))
+        return model.eval()
+
+    @property
+    def device(self) -> torch.device:
+        return self.wpe.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.wpe.weight.dtype
+
+    def _quantised(self) -> Iterator[tuple[str, Int8Linear | Int4Linear]]:
+        for name, module in self.named_modules():  # wte once: named_modules skips the tie's second name
+            if isinstance(module, Int8Linear | Int4Linear):
+                yield name, module
+
+    def import_weights(self, weights: Mapping[str, Any]) -> None:
+        """Quantise each canonical tensor as it arrives: no float copy of the model is ever held."""
+        if not isinstance(weights, CanonicalWeights):  # a plain dict: check every key and shape first
+            weights = to_canonical(weights, self.config, CANONICAL)
+        params = dict(self.named_parameters())
+        layers = dict(self._quantised())
+        with torch.no_grad():
+            for name in weights:
+                tensor = torch.as_tensor(weights[name])
+                owner, _, kind = name.rpartition(".")
+                if owner in layers:
+                    layer = layers[owner]
+                    expected: tuple[int, ...] = ((layer.out_features, layer.in_features) if kind == "weight"
+                                                 else (layer.out_features,))
+                else:
+                    expected = tuple(params[name].shape)
+                if tuple(tensor.shape) != expected:
+                    raise zoo.WeightsMismatchError(
+                        f"{name} is {list(tensor.shape)}, expected {list(expected)} for {self.config}",
+                        mismatched=[(name, tuple(tensor.shape), expected)],
+                    )
+                if owner not in layers:
+                    params[name].copy_(tensor)
+                elif kind == "weight":
+                    layers[owner].load(tensor)
+                else:
+                    bias = layers[owner].bias
+                    if bias is None:  # the canonical names hold no bias for the tied embedding
+                        raise zoo.WeightsMismatchError(f"{name} is not a GPT-2 weight: {owner} has no bias",
+                                                     unexpected=[name])
+                    bias.copy_(tensor)
+
+    def export_weights(self) -> dict[str, torch.Tensor]:
+        """The canonical state dict, dequantised to float32 (lossy: what the model computes with)."""
+        out = {name: p.detach().float() for name, p in self.named_parameters()}
+        for name, layer in self._quantised():
+            out[f"{name}.weight"] = layer.dequantised()
+            if layer.bias is not None:
+                out[f"{name}.bias"] = layer.bias.float()
+        return out
+
+    def weight_bytes(self) -> int:
+        """Bytes held by the model's weights (each storage counted once; KV cache excluded)."""
+        tensors = [*self.parameters(), *(b for n, b in self.named_buffers() if ".kv_cache." not in f".{n}")]
+        return sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}.values())
+
+
+class Int8GPT(QuantisedGPT):
+    """Every Linear int8 per output channel."""
+
+    linear = Int8Linear
+
+
+class Int4GPT(QuantisedGPT):
+    """Every Linear of the blocks int4 in groups of ``INT4_GROUP``; the tied embedding stays int8."""
+
+    linear = Int4Linear
