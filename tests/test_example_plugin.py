@@ -153,7 +153,8 @@ def entry(listing: str, name: str) -> str:
 
 
 def builtin_variants() -> set[str]:
-    return {ep.name for ep in importlib.metadata.distribution("gpt2-zoo").entry_points if ep.group == "zoo"}
+    """The variants gpt2-zoo itself registers (one entry point may declare several)."""
+    return {name for name in zoo.list_variants() if zoo.get_variant(name).source.startswith("gpt2-zoo ")}
 
 
 def test_zoo_list_shows_the_variant_with_its_distribution(listing: str) -> None:
