@@ -1,9 +1,10 @@
-"""The ``zoo`` command line: ``zoo list``, ``zoo info``, ``zoo generate``, ``zoo convert`` (and ``zoo check``)."""
+"""The ``zoo`` command line: ``zoo list``, ``info``, ``generate``, ``convert``, ``bench`` (and ``zoo check``)."""
 
 from __future__ import annotations
 
 import argparse
 import codecs
+import dataclasses
 import fnmatch
 import json
 import logging
@@ -182,6 +183,38 @@ _POSITIVE_INT = _checked(int, "an int >= 1", lambda v: v >= 1)
 _TEMPERATURE = _checked(float, "a number >= 0", lambda v: math.isfinite(v) and v >= 0)
 _PROBABILITY = _checked(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import Settings, add_ratios, format_report, run_bench
+
+    config = _config(args.config)
+    device = _device(args.device)
+    if args.json:  # fail before an hour of measuring, not after
+        _writable(Path(args.json))
+    settings = Settings.quick() if args.quick else Settings.full()
+    if args.runs is not None:
+        settings = dataclasses.replace(settings, runs=args.runs)
+
+    def progress(line: str) -> None:
+        print(f"zoo bench: {line}", file=sys.stderr, flush=True)
+
+    report = add_ratios(run_bench(args.names, peers=args.peer, config=config, device=device, dtype=args.dtype,
+                                  threads=args.threads, settings=settings, progress=progress))
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"zoo bench: wrote {args.json}", file=sys.stderr)
+    failed = [r["label"] for r in report["results"] if r["status"] == "error"]
+    if failed:
+        print(f"zoo bench: error: {', '.join(failed)} failed; see the reasons above", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _writable(path: Path) -> None:
+    if path.is_dir():
+        raise ConfigError(f"--json {path} is a folder; give a file name, e.g. {path / 'bench.json'}")
+    if not path.parent.exists():
+        raise ConfigError(f"--json {path}: the folder {path.parent} does not exist; create it first")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="zoo", description="GPT-2 implementations behind one interface.")
@@ -233,6 +266,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", choices=list(LAYOUTS), default=None,
                    help="key layout of a bare state dict SRC (default: hf)")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("bench", help="measure variants against Hugging Face (and peers) on the 124M shape")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="variants to measure, NAME or NAME@DTYPE (default: every registered variant); "
+                        "Hugging Face's generate in float32 is always measured as the reference")
+    p.add_argument("--peer", action="append", default=[], metavar="PEER",
+                   help="also measure another engine: llama.cpp, onnxruntime or ctranslate2 "
+                        "(PEER@PRECISION for one precision); repeat for several")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write every figure to FILE")
+    p.add_argument("--quick", action="store_true", help="2 runs and 32 new tokens instead of 5 and 128")
+    p.add_argument("--runs", type=_POSITIVE_INT, default=None, help="timed runs per measurement")
+    p.add_argument("--threads", type=_POSITIVE_INT, default=None, help="threads per subject (default: all cores)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default=None, help="dtype of every variant (default: each variant's first)")
+    p.add_argument("--config", default=None, help="preset name or config.json path (default: gpt2, 124M)")
+    p.set_defaults(func=cmd_bench)
 
     from conformance.cli import add_parser as add_check_parser  # the harness lives in its own package
     add_check_parser(sub)

@@ -77,6 +77,23 @@ class GPT2(abc.ABC):
     def export_weights(self) -> dict[str, Any]:
         """The model's weights as a canonical state dict."""
 
+    def weight_bytes(self) -> int:
+        """Bytes the model's weights occupy where it keeps them (each storage once; KV cache excluded).
+
+        The default counts an ``nn.Module``'s parameters, else the exported
+        tensors; variants that keep weights elsewhere (buffers, NumPy, packed
+        kernels) override it.
+        """
+        import torch
+
+        tensors: list[torch.Tensor]
+        if isinstance(self, torch.nn.Module):
+            tensors = list(self.parameters())
+        else:
+            tensors = [torch.as_tensor(t) for t in self.export_weights().values()]
+        storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+        return sum(storages.values())
+
     @property
     @abc.abstractmethod
     def device(self) -> torch.device: ...

@@ -1,0 +1,231 @@
+"""``zoo bench``: what to measure, the weights every subject reads, one worker process per subject."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .._config import GPT2Config
+from .._errors import CapabilityError, ZooError
+from .._registry import distribution_of, get_variant, list_variants
+from .machine import describe
+
+__all__ = ["REFERENCE", "Settings", "Subject", "run_bench", "subjects_for"]
+
+log = logging.getLogger("zoo")
+
+REFERENCE = "hf"  # every ratio is against Hugging Face transformers, float32, in the same run
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What is measured; :meth:`full` is what the README's table reports."""
+
+    runs: int = 5  # timed runs after the warm-up; the table shows their median, min and max
+    warmup: int = 1
+    prefill: tuple[tuple[int, int], ...] = ((1, 1024), (8, 128))  # (batch, tokens)
+    decode: tuple[int, ...] = (1, 8)  # batch sizes
+    prompt_tokens: int = 16
+    new_tokens: int = 128
+    bandwidth_bytes: int = 1 << 30  # buffer streamed to measure memory bandwidth: far beyond any cache
+
+    @classmethod
+    def full(cls) -> Settings:
+        return cls()
+
+    @classmethod
+    def quick(cls) -> Settings:
+        """Fewer runs and a shorter decode: a first look in about a quarter of the time."""
+        return cls(runs=2, new_tokens=32)
+
+    def fitted(self, config: GPT2Config) -> Settings:
+        """The same settings, clipped to the context of a config smaller than GPT-2's."""
+        n = config.n_positions
+        prompt = min(self.prompt_tokens, n // 2)
+        return replace(self, prefill=tuple((b, min(t, n)) for b, t in self.prefill), prompt_tokens=prompt,
+                       new_tokens=max(2, min(self.new_tokens, n - prompt)))
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One row of the table: a variant, the reference, or a peer, at one precision."""
+
+    kind: str  # "reference", "variant" or "peer"
+    name: str
+    precision: str  # the subject's own name for it: "float32", "Q8_0"...
+    family: str  # the zoo's name, for comparing like with like: float32, bfloat16, int8, int4
+    skip: str = ""  # why it is not measured (not installed, dtype not offered...)
+    notes: str = ""
+
+    @property
+    def label(self) -> str:
+        name = "hf generate" if self.kind == "reference" else self.name
+        if self.kind == "variant" and self.family != self.precision:  # quantised: int8 weights, bf16 activations
+            return f"{name} {self.family}/{self.precision}"
+        return f"{name} {self.precision}"
+
+
+_FAMILY = {"quantised": "int8", "quantised-int4": "int4"}  # variants whose dtype is not their precision
+
+
+def _variant_subject(spec: str, dtype: str | None, device: str) -> Subject:
+    name, _, asked = spec.partition("@")
+    variant = get_variant(name)  # unknown names raise here, with close matches
+    caps = variant.capabilities
+    precision = asked or dtype or caps.dtypes[0]
+    family = _FAMILY.get(name, precision)
+    skip = ""
+    if distribution_of(name) is None:
+        skip = (f"{name} was registered at run time, which the benchmark's worker processes cannot see; "
+                "install it as a plugin (entry-point group 'zoo') to measure it")
+    elif precision not in caps.dtypes:
+        skip = f"{name} does not offer {precision} (it offers {', '.join(caps.dtypes)})"
+    elif device.split(":")[0] not in caps.devices:
+        skip = f"{name} does not run on {device} (it runs on {', '.join(caps.devices)})"
+    return Subject("variant", name, precision, family, skip, variant.notes)
+
+
+def subjects_for(names: Sequence[str], peers: Sequence[str], dtype: str | None, device: str) -> list[Subject]:
+    """The reference first, then the variants (``NAME`` or ``NAME@DTYPE``), then the peers' precisions."""
+    subjects = [Subject("reference", REFERENCE, "float32", "float32")]
+    chosen = list(names) or [n for n in list_variants() if n != REFERENCE]
+    subjects += [_variant_subject(spec, dtype, device) for spec in chosen]
+    if peers:
+        from .peers import get_peer
+
+        for spec in peers:
+            name, _, asked = spec.partition("@")
+            peer = get_peer(name)
+            if asked and asked not in peer.precisions:
+                raise CapabilityError(
+                    f"peer {name} has no precision {asked!r}; it offers {', '.join(peer.precisions)}"
+                )
+            missing = peer.missing() or ""
+            if device != "cpu":
+                missing = missing or f"peers are measured on the CPU only, not {device}"
+            for precision in [asked] if asked else list(peer.precisions):
+                subjects.append(Subject("peer", name, precision, peer.precisions[precision], missing))
+    return subjects
+
+
+def default_work_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "gpt2-zoo" / "bench"
+
+
+def prepare_weights(config: GPT2Config, work_dir: Path, seed: int = 0) -> Path:
+    """GPT-2's random initialisation at ``config``'s shape, as a float32 ``save_pretrained`` folder (cached)."""
+    from .._convert import convert
+    from .._weights import random_weights
+
+    folder = work_dir / f"random-{config.n_layer}x{config.n_embd}-v{config.vocab_size}-p{config.n_positions}-s{seed}"
+    if not (folder / "model.safetensors").is_file():
+        work_dir.mkdir(parents=True, exist_ok=True)
+        log.info("writing random weights for %s to %s", config, folder)
+        convert(random_weights(config, seed), folder, to="hf", config=config, layout="canonical", force=True)
+    return folder
+
+
+@dataclass
+class Result:
+    subject: Subject
+    status: str  # "ok", "skipped", "error"
+    reason: str = ""
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self.subject), "label": self.subject.label, "status": self.status,
+                "reason": self.reason, **self.figures}
+
+
+def _worker(spec: dict[str, Any], threads: int, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Run one worker process; relay its progress lines; return its JSON result."""
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)  # every pool in the worker gets the same, deliberate thread count
+    tail: list[str] = []
+    with subprocess.Popen([sys.executable, "-m", "zoo.bench.worker", json.dumps(spec)], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stderr is not None and proc.stdout is not None  # both are pipes
+        for line in proc.stderr:
+            line = line.rstrip("\n")
+            tail = [*tail[-20:], line]
+            if line.startswith(f"{spec.get('label')}: "):  # the worker's own lines, not libraries' chatter
+                progress(line)
+        out = proc.stdout.read().strip().splitlines()
+    if proc.returncode != 0 or not out:
+        return {"status": "error", "reason": f"the worker exited with {proc.returncode}: " + " | ".join(tail[-3:])}
+    result: dict[str, Any] = json.loads(out[-1])
+    if result.get("status") == "error":
+        log.debug("worker stderr for %s:\n%s", spec.get("label"), "\n".join(tail))
+    return result
+
+
+def run_bench(
+    names: Sequence[str] = (),
+    *,
+    peers: Sequence[str] = (),
+    config: GPT2Config | None = None,
+    device: str = "cpu",
+    dtype: str | None = None,
+    threads: int | None = None,
+    settings: Settings | None = None,
+    work_dir: Path | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+) -> dict[str, Any]:
+    """Measure the reference, the variants ``names`` and the ``peers`` on one set of weights.
+
+    Returns the report :mod:`zoo.bench.report` prints and ``--json`` writes.
+    """
+    config = config or GPT2Config()
+    threads = threads or os.cpu_count() or 1
+    settings = (settings or Settings.full()).fitted(config)
+    if device != "cpu":
+        import torch
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise CapabilityError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
+    subjects = subjects_for(names, peers, dtype, device)
+    work_dir = work_dir or default_work_dir()
+    weights_dir = prepare_weights(config, work_dir)
+    started = time.time()
+    progress(f"measuring memory bandwidth ({threads} threads)")
+    bandwidth = _worker({"bandwidth": settings.bandwidth_bytes, "threads": threads, "device": device}, threads, progress)
+    if bandwidth.get("status") != "ok":
+        raise ZooError(f"could not measure memory bandwidth: {bandwidth.get('reason')}")
+    results = []
+    for i, subject in enumerate(subjects, 1):
+        label = f"[{i}/{len(subjects)}] {subject.label}"
+        if subject.skip:
+            progress(f"{label}: skipped: {subject.skip}")
+            results.append(Result(subject, "skipped", subject.skip))
+            continue
+        spec = {"subject": asdict(subject), "label": label, "weights_dir": str(weights_dir),
+                "work_dir": str(work_dir / "peers"), "device": device, "threads": threads,
+                "warmup": settings.warmup, "runs": settings.runs, "prefill": settings.prefill,
+                "decode": settings.decode, "prompt_tokens": settings.prompt_tokens,
+                "new_tokens": settings.new_tokens, "vocab_size": config.vocab_size}
+        figures = _worker(spec, threads, progress)
+        status, reason = figures.pop("status", "error"), figures.pop("reason", "")
+        if status != "ok":
+            progress(f"{label}: failed: {reason}")
+        results.append(Result(subject, status, reason, figures))
+    return {
+        "machine": describe(device),
+        "device": device,
+        "threads": threads,
+        "config": asdict(config),
+        "settings": asdict(settings),
+        "bandwidth": {k: v for k, v in bandwidth.items() if k != "status"},
+        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+        "seconds": time.time() - started,
+        "results": [r.as_json() for r in results],
+    }

@@ -1,0 +1,176 @@
+"""What ``zoo bench`` times: one :class:`Runner` per subject (a zoo variant, the reference, a peer).
+
+Every runner does the same three things on the same weights, so one table can
+compare them: load the weights, run a prefill over ``B x T`` prompt tokens,
+and decode greedily with a KV cache, calling ``on_token`` as soon as each step's
+tokens are known. The worker (``zoo.bench.worker``) does the timing; a runner
+only has to make each call do the real work and return when it is done (on a
+GPU: synchronised).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ReferenceRunner", "Runner", "VariantRunner"]
+
+
+class Runner(abc.ABC):
+    """One subject of a benchmark.
+
+    ``weights_dir`` is a ``save_pretrained`` folder (``config.json`` +
+    ``model.safetensors``, float32) that every subject reads; ``work_dir`` is a
+    folder it may keep converted weights in between runs (GGUF, ONNX...).
+    """
+
+    def __init__(self, weights_dir: Path, work_dir: Path, precision: str, device: str, threads: int) -> None:
+        self.weights_dir = weights_dir
+        self.work_dir = work_dir
+        self.precision = precision
+        self.device = device
+        self.threads = threads
+
+    def prepare(self) -> None:  # noqa: B027 - optional: most runners read the weights as they are
+        """Untimed, once: convert the weights to the subject's own format (cached in ``work_dir``)."""
+
+    @abc.abstractmethod
+    def load(self) -> None:
+        """Timed as load time: read the weights and make the model ready to run."""
+
+    @abc.abstractmethod
+    def prefill(self, ids: np.ndarray) -> None:
+        """One forward pass over the prompt ``ids [B, T]`` (int64), filling the KV cache."""
+
+    @abc.abstractmethod
+    def generate(self, ids: np.ndarray, max_new_tokens: int, on_token: Callable[[], None]) -> None:
+        """Greedy decoding of exactly ``max_new_tokens`` after ``ids [B, T]``, with a KV cache.
+
+        Call ``on_token()`` once per step, when that step's ``B`` tokens are known
+        (the first call marks the time to first token).
+        """
+
+    def weight_bytes(self) -> int | None:
+        """Bytes the loaded weights occupy, or ``None`` if the subject cannot tell."""
+        return None
+
+
+def _torch_dtype(precision: str) -> Any:
+    import torch
+
+    return getattr(torch, precision)
+
+
+class VariantRunner(Runner):
+    """A zoo variant, loaded with :func:`zoo.load` and driven through its static KV cache."""
+
+    def __init__(self, name: str, weights_dir: Path, work_dir: Path, precision: str, device: str,
+                 threads: int) -> None:
+        super().__init__(weights_dir, work_dir, precision, device, threads)
+        self.name = name
+        self.model: Any = None
+
+    def prepare(self) -> None:
+        import zoo
+
+        zoo.get_variant(self.name)  # imports the plugin: import time is not load time
+
+    def load(self) -> None:
+        import zoo
+
+        self.model = zoo.load(self.name, self.weights_dir, device=self.device, dtype=self.precision)
+
+    def _sync(self) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+
+    def prefill(self, ids: np.ndarray) -> None:
+        import torch
+
+        B, T = ids.shape
+        with torch.inference_mode():
+            self.model.setup_caches(B, T)
+            self.model(torch.as_tensor(ids, device=self.device), input_pos=torch.arange(T, device=self.device))
+            self._sync()
+
+    def generate(self, ids: np.ndarray, max_new_tokens: int, on_token: Callable[[], None]) -> None:
+        import torch
+
+        B, T = ids.shape
+        model = self.model
+        with torch.inference_mode():
+            model.setup_caches(B, T + max_new_tokens)
+            logits = model(torch.as_tensor(ids, device=self.device), input_pos=torch.arange(T, device=self.device))
+            token = logits[:, -1].argmax(-1)  # (B,)
+            self._sync()
+            on_token()
+            for pos in range(T, T + max_new_tokens - 1):
+                logits = model(token[:, None], input_pos=torch.tensor([pos], device=self.device))
+                token = logits[:, -1].argmax(-1)
+                self._sync()
+                on_token()
+
+    def weight_bytes(self) -> int | None:
+        return int(self.model.weight_bytes())
+
+
+class ReferenceRunner(Runner):
+    """Hugging Face transformers as its users run it: ``from_pretrained`` and ``generate``."""
+
+    def prepare(self) -> None:
+        from transformers import GPT2LMHeadModel, generation  # noqa: F401 - import time is not load time
+
+    def load(self) -> None:
+        from transformers import GPT2LMHeadModel
+
+        model: Any = GPT2LMHeadModel.from_pretrained(self.weights_dir, dtype=_torch_dtype(self.precision))
+        self.model = model.to(self.device).eval()
+        self.model.generation_config.pad_token_id = self.model.config.eos_token_id
+
+    def _sync(self) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+
+    def prefill(self, ids: np.ndarray) -> None:
+        import torch
+
+        with torch.inference_mode():
+            self.model(torch.as_tensor(ids, device=self.device), use_cache=True)
+            self._sync()
+
+    def generate(self, ids: np.ndarray, max_new_tokens: int, on_token: Callable[[], None]) -> None:
+        import torch
+        from transformers.generation.streamers import BaseStreamer
+
+        sync = self._sync
+
+        class Ticks(BaseStreamer):  # generate() hands over the prompt first, then each step's [B] tokens
+            prompt_seen = False
+
+            def put(self, value: Any) -> None:
+                if not self.prompt_seen:
+                    self.prompt_seen = True
+                    return
+                sync()
+                on_token()
+
+            def end(self) -> None:
+                pass
+
+        prompt = torch.as_tensor(ids, device=self.device)
+        with torch.inference_mode():
+            self.model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
+                                max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens,
+                                use_cache=True, streamer=Ticks())
+
+    def weight_bytes(self) -> int | None:
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        return sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}.values())
