@@ -15,11 +15,11 @@ Python's standard library source, and judges each variant on held-out files:
   by ``--held-out-every`` (10). A file's side never depends on which other
   files exist, so the split holds across Python versions;
 - training: ``zoo.load("pure", None, config=...)`` and ``torch.optim.AdamW``
-  (warm-up, then cosine decay; weight decay on matrices only), on random
-  windows of the training stream; the weights are written with
-  ``zoo.convert`` as a ``save_pretrained`` folder (``OUT/model``) beside a
-  ``training.json`` record, so ``--weights OUT/model`` evaluates again without
-  training;
+  (warm-up, then cosine decay; no weight decay on biases and LayerNorms) on
+  random windows of the training stream; the weights are written with
+  ``zoo.convert`` as a ``save_pretrained`` folder (``OUT/model``) that also
+  holds a ``training.json`` record (settings, split, losses), so
+  ``--weights OUT/model`` evaluates again without training, on the same split;
 - evaluation: ``--eval-tokens`` held-out targets in windows of ``--context``
   tokens spread evenly over the held-out stream, and for every variant on the
   same windows: perplexity, its ratio to ``pure`` float32's, the mean
