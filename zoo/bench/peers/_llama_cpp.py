@@ -99,6 +99,9 @@ class LlamaCppRunner(PeerRunner):
         path = self.converted(self._gguf(self.precision))
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = 0
+        # llama.cpp's extra CPU buffer types (AMX, repacked Q8_0) crash in llama_decode on this CPU
+        # (AMX-INT8, llama-cpp-python 0.3.36): Q8_0 runs on its plain CPU kernels
+        params.use_extra_bufts = self.precision != "Q8_0"
         self.model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
         if not self.model:
             raise WeightsError(f"llama.cpp could not load {path}; run with --log-level debug to see why")
