@@ -37,6 +37,16 @@ class KVCache(nn.Module):
         return self.k[:B], self.v[:B]  # (B, nh, S, hs)
 
 
+def attention_bias(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """0 where a query may attend to a key, the most negative finite value elsewhere.
+
+    A finite fill (Hugging Face's choice) keeps the rows of padded queries,
+    which may attend to nothing, finite; a boolean mask would give NaN there.
+    """
+    zeros = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return zeros.masked_fill(~allowed, torch.finfo(dtype).min)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: zoo.GPT2Config) -> None:
         super().__init__()
@@ -46,7 +56,7 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd)
         self.kv_cache: KVCache | None = None
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor, input_pos: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: torch.Tensor, input_pos: torch.Tensor | None) -> torch.Tensor:
         B, T, C = x.size()  # batch, tokens, n_embd
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         hs = C // self.n_head
@@ -57,11 +67,8 @@ class CausalSelfAttention(nn.Module):
             if self.kv_cache is None:
                 raise zoo.InvalidInputError("input_pos was given but no KV cache is set up; call setup_caches()")
             k, v = self.kv_cache.update(input_pos, k, v)  # (B, nh, S, hs)
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, T, S)
-        # a large finite fill keeps rows with nothing to attend to (padding) finite
-        att = att.masked_fill(~allowed, torch.finfo(att.dtype).min)
-        att = F.softmax(att, dim=-1)
-        y = att @ v  # (B, nh, T, hs)
+        # softmax(q @ k^T / sqrt(hs) + bias) @ v in one fused call
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0 / math.sqrt(hs))  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble all heads side by side
         return self.c_proj(y)
 
@@ -84,8 +91,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor, input_pos: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), allowed, input_pos)  # pre-norm residual stream
+    def forward(self, x: torch.Tensor, bias: torch.Tensor, input_pos: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), bias, input_pos)  # pre-norm residual stream
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -102,6 +109,7 @@ class GPT(nn.Module, zoo.GPT2):
         self.lm_head.weight = self.wte.weight  # weight tying, as GPT-2 was trained
         self.max_batch_size = 0
         self.max_seq_length: int | None = None
+        self.cache_length = 0  # slots allocated in each layer's cache (compiled rounds max_seq_length up)
 
     @classmethod
     def build(cls, config: zoo.GPT2Config, *, device: torch.device | str = "cpu",
@@ -130,6 +138,7 @@ class GPT(nn.Module, zoo.GPT2):
     def setup_caches(self, max_batch_size: int, max_seq_length: int) -> None:
         zoo.check_cache_size(self.config, max_batch_size, max_seq_length)
         self.max_batch_size, self.max_seq_length = max_batch_size, max_seq_length
+        self.cache_length = max_seq_length
         for block in self.h:
             block.attn.kv_cache = KVCache(max_batch_size, max_seq_length, self.config.n_head,
                                           self.config.head_size, self.device, self.dtype)
@@ -138,6 +147,12 @@ class GPT(nn.Module, zoo.GPT2):
                 input_pos: torch.Tensor | None = None) -> torch.Tensor:
         zoo.check_inputs(self.config, input_ids, attention_mask, input_pos, device=self.device,
                          max_seq_length=self.max_seq_length, max_batch_size=self.max_batch_size)
+        pos, allowed = self.positions(input_ids, attention_mask, input_pos)
+        return self.run(input_ids, pos, allowed, input_pos)
+
+    def positions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                  input_pos: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each token's position ``[B, T]``, and where each query may attend: ``[1 or B, 1, T, S]``."""
         B, T = input_ids.size()
         device = input_ids.device
         if input_pos is None:
@@ -145,20 +160,23 @@ class GPT(nn.Module, zoo.GPT2):
             key_slots = query_slots  # (T,)
         else:
             query_slots = input_pos
-            key_slots = torch.arange(self.max_seq_length, device=device)  # (S,)
+            key_slots = torch.arange(self.cache_length, device=device)  # (S,): every cache slot
         allowed = key_slots[None, :] <= query_slots[:, None]  # causal mask (T, S)
         allowed = allowed[None, None]  # (1, 1, T, S)
         if attention_mask is None:
-            pos = query_slots[None, :].expand(B, T)  # (B, T)
-        else:
-            mask = attention_mask.bool()  # (B, L): L = T, or slots written so far
-            pos = (mask.long().cumsum(-1) - 1).masked_fill(~mask, 1)  # as Hugging Face's generate
-            pos = pos[:, query_slots]  # (B, T)
-            keys = F.pad(mask, (0, allowed.size(-1) - mask.size(-1)))  # (B, S)
-            allowed = allowed & keys[:, None, None, :]  # (B, 1, T, S)
-        x = self.wte(input_ids) + self.wpe(pos)  # (B, T, C)
+            return query_slots[None, :].expand(B, T), allowed  # (B, T)
+        mask = attention_mask.bool()  # (B, L): L = T, or slots written so far
+        pos = (mask.long().cumsum(-1) - 1).masked_fill(~mask, 1)  # as Hugging Face's generate
+        keys = F.pad(mask, (0, allowed.size(-1) - mask.size(-1)))  # (B, S)
+        return pos[:, query_slots], allowed & keys[:, None, None, :]  # (B, T), (B, 1, T, S)
+
+    def run(self, idx: torch.Tensor, pos: torch.Tensor, allowed: torch.Tensor,
+            input_pos: torch.Tensor | None) -> torch.Tensor:
+        """The layers: tokens ``idx [B, T]`` at positions ``pos [B, T]``, attending where ``allowed``."""
+        bias = attention_bias(allowed, self.dtype)  # (1 or B, 1, T, S)
+        x = self.wte(idx) + self.wpe(pos)  # (B, T, C)
         for block in self.h:
-            x = block(x, allowed, input_pos)
+            x = block(x, bias, input_pos)
         x = self.ln_f(x)
         return self.lm_head(x)  # (B, T, vocab_size), every position
 

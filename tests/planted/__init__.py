@@ -30,7 +30,7 @@ class Attention(CausalSelfAttention):
     causal = True
     softmax_dim = -1
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor, input_pos: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: torch.Tensor, input_pos: torch.Tensor | None) -> torch.Tensor:
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         hs = C // self.n_head
@@ -42,8 +42,8 @@ class Attention(CausalSelfAttention):
             k, v = self.kv_cache.update(input_pos, k, v)
         att = (q @ k.transpose(-2, -1)) * (1.0 / (hs if self.scale_by_d else math.sqrt(hs)))
         if not self.causal and input_pos is None:
-            allowed = torch.ones_like(allowed)
-        att = att.masked_fill(~allowed, torch.finfo(att.dtype).min)
+            bias = torch.zeros_like(bias)
+        att = att + bias
         att = F.softmax(att, dim=self.softmax_dim)
         y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
         return self.c_proj(y)
