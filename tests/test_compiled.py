@@ -1,0 +1,103 @@
+"""The ``compiled`` variant: its decode step really is compiled, agrees with ``pure``, and follows new weights.
+
+The conformance harness checks ``compiled`` like every variant (``test_planted_bugs``); these tests pin
+what is particular to it: the cache rounding, that decoding goes through a compiled step (not silently
+eager), that importing weights throws the frozen step away, and the eager fallback past the budget.
+Each compilation costs seconds on a CPU, so the tests share one small model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+import zoo
+from plugins.compiled import model as compiled
+from plugins.compiled.model import CompiledGPT, cache_length
+
+CONFIG = zoo.GPT2Config(vocab_size=97, n_positions=32, n_embd=32, n_layer=2, n_head=4)
+
+
+@pytest.mark.parametrize(("asked", "n_positions", "slots"), [
+    (1, 1024, 16), (16, 1024, 16), (17, 1024, 32), (144, 1024, 256), (1000, 1024, 1024),
+    (20, 24, 24),  # never past the context...
+    (10, 12, 12),  # ...even when the minimum would be
+])
+def test_cache_length_rounds_up_to_a_power_of_two_within_the_context(asked: int, n_positions: int,
+                                                                     slots: int) -> None:
+    assert cache_length(asked, n_positions) == slots
+
+
+def _decode(model: zoo.GPT2, ids: torch.Tensor, mask: torch.Tensor | None, prefill: int) -> torch.Tensor:
+    """Prefill ``prefill`` tokens, then decode the rest one at a time; the logits of every step."""
+    B, T = ids.shape
+    model.setup_caches(B, T)
+    with torch.no_grad():
+        out = [model(ids[:, :prefill], None if mask is None else mask[:, :prefill],
+                     input_pos=torch.arange(prefill, device=ids.device))]
+        for t in range(prefill, T):
+            out.append(model(ids[:, t : t + 1], None if mask is None else mask[:, : t + 1],
+                             input_pos=torch.tensor([t], device=ids.device)))
+    return torch.cat(out, dim=1)
+
+
+@pytest.fixture(scope="module")
+def models() -> Iterator[tuple[CompiledGPT, zoo.GPT2]]:
+    weights = zoo.random_weights(CONFIG, seed=3)
+    fast = zoo.load("compiled", weights, config=CONFIG, layout="canonical")
+    slow = zoo.load("pure", weights, config=CONFIG, layout="canonical")
+    assert isinstance(fast, CompiledGPT)
+    yield fast, slow
+
+
+def test_decoding_runs_a_compiled_step_and_matches_pure(models: tuple[CompiledGPT, zoo.GPT2]) -> None:
+    fast, slow = models
+    ids = torch.randint(0, CONFIG.vocab_size, (2, 9), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0  # the second row is left-padded
+    got = _decode(fast, ids, mask, prefill=4)
+    steps = {key: step for key, step in fast._steps.items() if step is not None}
+    assert list(steps) == [(2, 16)], fast._steps  # batch 2, 9 slots rounded up to 16: compiled, not eager
+    expected = _decode(slow, ids, mask, prefill=4)
+    real = mask.bool()
+    torch.testing.assert_close(got[real], expected[real], rtol=1e-5, atol=1e-5)
+
+
+def test_importing_weights_drops_the_frozen_step(models: tuple[CompiledGPT, zoo.GPT2]) -> None:
+    fast, slow = models
+    ids = torch.randint(0, CONFIG.vocab_size, (2, 9), generator=torch.Generator().manual_seed(1))
+    _decode(fast, ids, None, prefill=4)
+    new = zoo.random_weights(CONFIG, seed=4)
+    fast.import_weights(new)
+    slow.import_weights(new)
+    assert fast._steps == {}
+    # freezing folded the old weights into the step: only a fresh compilation sees the new ones
+    torch.testing.assert_close(_decode(fast, ids, None, prefill=4), _decode(slow, ids, None, prefill=4),
+                               rtol=1e-5, atol=1e-5)
+    assert fast._steps.get((2, 16)) is not None
+
+
+def test_past_the_budget_decoding_is_eager_with_a_warning(models: tuple[CompiledGPT, zoo.GPT2],
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    fast, slow = models
+    monkeypatch.setattr(compiled, "MAX_COMPILED_STEPS", compiled.compiled_steps())
+    ids = torch.randint(0, CONFIG.vocab_size, (3, 5), generator=torch.Generator().manual_seed(2))
+    with caplog.at_level(logging.WARNING, logger="zoo"):
+        got = _decode(fast, ids, None, prefill=2)
+    assert fast._steps[(3, 16)] is None
+    assert "decodes eagerly: slower, with the same result" in caplog.text
+    torch.testing.assert_close(got, _decode(slow, ids, None, prefill=2), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: torch sees none here")
+def test_cuda_graphs_decode_as_pure_does() -> None:
+    weights = zoo.random_weights(CONFIG, seed=5)
+    fast = zoo.load("compiled", weights, config=CONFIG, device="cuda", layout="canonical")
+    slow = zoo.load("pure", weights, config=CONFIG, device="cuda", layout="canonical")
+    ids = torch.randint(0, CONFIG.vocab_size, (2, 12), device="cuda")
+    torch.testing.assert_close(_decode(fast, ids, None, prefill=3), _decode(slow, ids, None, prefill=3),
+                               rtol=1e-4, atol=1e-4)
