@@ -20,6 +20,7 @@ import zoo
 from conformance import models, runner
 from conformance.models import WeightInit, canonical_weights
 from plugins.quantised.model import (
+    DENSE_FROM_ROWS,
     INT4_GROUP,
     Int4GPT,
     Int4Linear,
@@ -29,6 +30,7 @@ from plugins.quantised.model import (
     TiedEmbedding,
     quantise_int4,
     quantise_int8,
+    unpack_int4,
 )
 
 VARIANTS = {"quantised": Int8GPT, "quantised-int4": Int4GPT}
@@ -103,6 +105,42 @@ def test_export_round_trips_every_tensor_within_its_bound(quantised: QuantisedGP
 
 
 # -- step 2: the swapped modules ------------------------------------------------------------
+@pytest.mark.parametrize(("n", "k"), [(2304, 768), (768, 3072), (128, 64)])
+def test_int4_weights_are_read_directly_where_the_layout_is_known(n: int, k: int) -> None:
+    layer = Int4Linear(k, n)
+    layer.load(torch.randn(n, k, generator=torch.Generator().manual_seed(n)))
+    assert layer.unpackable
+    eye = torch.eye(k)  # the kernel's own reading of its packed weights
+    through_kernel = torch.ops.aten._weight_int4pack_mm_for_cpu(eye, layer.weight, INT4_GROUP,
+                                                                layer.scales_and_zeros.float()).T
+    assert torch.equal(layer.dequantised(), through_kernel)
+
+
+def test_int4_layouts_it_does_not_know_are_read_through_the_kernel() -> None:
+    assert unpack_int4(torch.zeros(48, 16, dtype=torch.uint8), 48, 32) is None  # 48 rows: not blocks of 64
+    layer = Int4Linear(36, 108)  # padded to 112 rows
+    layer.load(torch.randn(108, 36, generator=torch.Generator().manual_seed(0)))
+    assert not layer.unpackable
+    x = torch.randn(DENSE_FROM_ROWS, 36).bfloat16()
+    torch.testing.assert_close(layer(x).float(), x.float() @ layer.dequantised().T + layer.bias.float(),
+                               rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("linear", [Int8Linear, Int4Linear])
+def test_a_prefill_dequantises_to_a_dense_matmul_with_the_same_result(linear: type[Int8Linear | Int4Linear]) -> None:
+    """From DENSE_FROM_ROWS rows the weight-only kernel gives way to a dense bfloat16 matmul: the same numbers."""
+    layer = linear(768, 2304)
+    layer.load(torch.randn(2304, 768, generator=torch.Generator().manual_seed(1)) * 0.02)
+    layer.bias.normal_(generator=torch.Generator().manual_seed(2))
+    x = torch.randn(2 * DENSE_FROM_ROWS, 768, generator=torch.Generator().manual_seed(3)).bfloat16()
+    dense = layer(x)  # one call: dense
+    kernel = torch.cat([layer(rows) for rows in x.split(DENSE_FROM_ROWS // 2)])  # small calls: the kernel
+    exact = x.double() @ layer.dequantised().double().T + layer.bias.double()
+    for got in (dense, kernel):  # both within bfloat16 rounding of the exact product
+        assert ((got.double() - exact).abs() <= 4 * BF16_REL * exact.abs() + 0.02).all()
+    torch.testing.assert_close(dense.float(), kernel.float(), rtol=2 * 2.0**-7, atol=0.05)
+
+
 def test_every_linear_is_quantised_and_keeps_its_bias(quantised: QuantisedGPT) -> None:
     linear = Int8Linear if isinstance(quantised, Int8GPT) else Int4Linear
     assert not [n for n, m in quantised.named_modules() if isinstance(m, torch.nn.Linear)]

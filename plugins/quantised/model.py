@@ -31,6 +31,10 @@ ACTIVATIONS = torch.bfloat16  # the CPU kernels are fast with bfloat16 activatio
 INT8_K_MULTIPLE = 16  # _weight_int8pack_mm on the CPU reads garbage (or crashes) unless K % 16 == 0
 INT4_GROUP = 32  # weights per (scale, zero) pair along K; the CPU kernel takes 32, 64, 128 or 256
 INT4_N_MULTIPLE = 16  # _convert_weight_to_int4pack_for_cpu needs N % 16 == 0
+# From this many rows (a prefill) a Linear dequantises its weight to bfloat16 and runs a dense matmul:
+# oneDNN's bfloat16 GEMM (AMX where the CPU has it) is about 8x faster than the weight-only kernels
+# at 1024 rows on GPT-2 124M's shapes, which are made for a few rows (2-core Xeon, 2 threads).
+DENSE_FROM_ROWS = 128
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -73,6 +77,22 @@ def quantise_int4(w: torch.Tensor, group: int = INT4_GROUP) -> tuple[torch.Tenso
     return q.reshape(N, K).to(torch.int32), scales_and_zeros
 
 
+def unpack_int4(packed: torch.Tensor, n: int, k: int) -> torch.Tensor | None:
+    """``q [n, k]`` (uint8, 0..15) from ``_convert_weight_to_int4pack_for_cpu``'s output, or ``None``.
+
+    The layout, as torch 2.13 writes it for ``n % 64 == 0``: blocks of 64 output
+    rows, each ``[k, 32]`` bytes; byte ``[j, c]`` of a block holds row ``c``'s
+    weight ``j`` in its low nibble and row ``c + 32``'s in its high one. Other
+    shapes give ``None``; :meth:`Int4Linear.load` checks the result against the
+    weights it packed, so a layout that changes is never misread.
+    """
+    if n % 64 or packed.numel() != n * k // 2:
+        return None
+    blocks = packed.reshape(n // 64, k, 32)  # (row blocks, k, 32)
+    q = torch.cat([blocks & 15, blocks >> 4], dim=2)  # (row blocks, k, 64)
+    return q.transpose(1, 2).reshape(n, k)
+
+
 # -- step 2: the modules swapped in --------------------------------------------------------
 class Int8Linear(nn.Module):
     """``y = x @ W.T + b`` with ``W`` int8 per output channel; ``K`` zero-padded to the kernel's multiple."""
@@ -94,14 +114,16 @@ class Int8Linear(nn.Module):
         self.weight.copy_(q)
         self.scales.copy_(scales)
 
-    def dequantised(self) -> torch.Tensor:
-        """The float32 weight ``[out_features, in_features]`` the layer computes with."""
-        return (self.weight.float() * self.scales.float()[:, None])[:, : self.in_features]
+    def dequantised(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The weight ``[out_features, in_features]`` the layer computes with, rounded once to ``dtype``."""
+        return (self.weight.to(dtype) * self.scales.to(dtype)[:, None])[:, : self.in_features]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         *lead, K = x.shape
-        x2 = _pad_last(x.reshape(-1, K).to(ACTIVATIONS), self.k_padded)  # (M, Kp)
-        y = torch.ops.aten._weight_int8pack_mm(x2, self.weight, self.scales)  # (M, N)
+        x2 = x.reshape(-1, K).to(ACTIVATIONS)  # (M, K)
+        if x2.size(0) >= DENSE_FROM_ROWS:
+            return F.linear(x2, self.dequantised(ACTIVATIONS), self.bias).view(*lead, self.out_features)
+        y = torch.ops.aten._weight_int8pack_mm(_pad_last(x2, self.k_padded), self.weight, self.scales)  # (M, N)
         if self.bias is not None:
             y = y + self.bias
         return y.view(*lead, self.out_features)
@@ -124,6 +146,7 @@ class Int4Linear(nn.Module):
         self.register_buffer("scales_and_zeros",
                              torch.zeros(self.k_padded // INT4_GROUP, self.n_padded, 2, dtype=ACTIVATIONS))
         self.register_buffer("bias", torch.zeros(out_features, dtype=ACTIVATIONS))
+        self.unpackable = False  # whether unpack_int4 reads the kernel's layout here; set by load()
 
     def load(self, w: torch.Tensor) -> None:
         w = _pad_last(w.to(self.weight.device).float(), self.k_padded)
@@ -131,22 +154,36 @@ class Int4Linear(nn.Module):
         q, scales_and_zeros = quantise_int4(w)
         self.weight.copy_(torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1))
         self.scales_and_zeros.copy_(scales_and_zeros)
+        # the layout is the kernel's: read it directly only where it is the one unpack_int4 knows
+        unpacked = unpack_int4(self.weight, self.n_padded, self.k_padded)
+        self.unpackable = unpacked is not None and torch.equal(unpacked, q.to(torch.uint8))
 
-    def dequantised(self) -> torch.Tensor:
-        """The float32 weight ``[out_features, in_features]``, read back through the kernel itself.
+    def dequantised(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The weight ``[out_features, in_features]``: ``(q - 8) * scale + zero``, rounded once to ``dtype``.
 
-        The packed layout is the kernel's business; multiplying the identity by
-        it in float32 gives ``(q - 8) * scale + zero`` exactly.
+        Where :func:`unpack_int4` does not know the kernel's packed layout, the
+        weight is read back through the kernel itself: multiplying the identity
+        by it in float32 gives the same values, at the cost of a matmul.
         """
-        eye = torch.eye(self.k_padded, device=self.weight.device)
-        wt = torch.ops.aten._weight_int4pack_mm_for_cpu(eye, self.weight, INT4_GROUP,
-                                                        self.scales_and_zeros.float())  # (Kp, Np)
-        return wt.T[: self.out_features, : self.in_features].contiguous()
+        N, K = self.n_padded, self.k_padded
+        unpacked = unpack_int4(self.weight, N, K) if self.unpackable else None
+        if unpacked is None:
+            eye = torch.eye(K, device=self.weight.device)
+            w = torch.ops.aten._weight_int4pack_mm_for_cpu(eye, self.weight, INT4_GROUP,
+                                                           self.scales_and_zeros.float()).T  # (Np, Kp)
+        else:
+            scales, zeros = self.scales_and_zeros.float().permute(2, 1, 0)  # each (Np, Kp / group)
+            q = unpacked.view(N, K // INT4_GROUP, INT4_GROUP).float() - 8  # (Np, groups, group)
+            w = (q * scales[..., None] + zeros[..., None]).view(N, K)
+        return w[: self.out_features, : self.in_features].to(dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         *lead, K = x.shape
-        x2 = _pad_last(x.reshape(-1, K).to(ACTIVATIONS), self.k_padded)  # (M, Kp)
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.weight, INT4_GROUP, self.scales_and_zeros)
+        x2 = x.reshape(-1, K).to(ACTIVATIONS)  # (M, K)
+        if x2.size(0) >= DENSE_FROM_ROWS and self.unpackable:
+            return F.linear(x2, self.dequantised(ACTIVATIONS), self.bias).view(*lead, self.out_features)
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(_pad_last(x2, self.k_padded), self.weight, INT4_GROUP,
+                                                       self.scales_and_zeros)  # (M, Np)
         return (y[:, : self.out_features] + self.bias).view(*lead, self.out_features)  # (.., N)
 
 
