@@ -105,7 +105,7 @@ def test_export_round_trips_every_tensor_within_its_bound(quantised: QuantisedGP
 
 
 # -- step 2: the swapped modules ------------------------------------------------------------
-@pytest.mark.parametrize(("n", "k"), [(2304, 768), (768, 3072), (128, 64)])
+@pytest.mark.parametrize(("n", "k"), [(2304, 768), (192, 512), (128, 64)])
 def test_int4_weights_are_read_directly_where_the_layout_is_known(n: int, k: int) -> None:
     layer = Int4Linear(k, n)
     layer.load(torch.randn(n, k, generator=torch.Generator().manual_seed(n)))

@@ -20,6 +20,12 @@ slow with float32.
   ``_weight_int4pack_mm_for_cpu``; input and output dimensions are
   zero-padded to the kernel's multiples and the output sliced back.
 
+Those kernels are made for decoding, a few rows at a time. From
+``DENSE_FROM_ROWS`` (128) rows, a prefill, each Linear dequantises its weight
+to bfloat16 and runs a dense matmul instead (oneDNN, AMX where the CPU has
+it): the same values, about 8x faster there, at the cost of one layer's
+bfloat16 weight held while it runs.
+
 Biases are kept (bfloat16) in every Linear. The ``lm_head``/``wte`` tie is
 kept on purpose: the token embedding is stored once, as int8 with one scale
 per vocabulary row, in both variants; the lookup dequantises the gathered
