@@ -80,6 +80,18 @@ def test_importing_weights_drops_the_frozen_step(models: tuple[CompiledGPT, zoo.
     assert fast._steps.get((2, 16)) is not None
 
 
+@pytest.mark.parametrize("eager", ["quantised", "quantised-int4"])
+def test_quantised_compiled_decodes_through_a_compiled_step_as_quantised_does(eager: str) -> None:
+    weights = zoo.random_weights(CONFIG, seed=6)
+    fast = zoo.load(f"{eager}-compiled", weights, config=CONFIG, layout="canonical")
+    slow = zoo.load(eager, weights, config=CONFIG, layout="canonical")
+    ids = torch.randint(0, CONFIG.vocab_size, (1, 7), generator=torch.Generator().manual_seed(3))
+    got = _decode(fast, ids, None, prefill=3)
+    assert isinstance(fast, CompiledGPT) and fast._steps.get((1, 16)) is not None
+    # the same int8 weights and bfloat16 arithmetic, fused differently: equal up to bfloat16 rounding
+    torch.testing.assert_close(got.float(), _decode(slow, ids, None, prefill=3).float(), rtol=2e-2, atol=2e-2)
+
+
 def test_past_the_budget_decoding_is_eager_with_a_warning(models: tuple[CompiledGPT, zoo.GPT2],
                                                           monkeypatch: pytest.MonkeyPatch,
                                                           caplog: pytest.LogCaptureFixture) -> None:

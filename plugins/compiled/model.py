@@ -31,6 +31,7 @@ import torch.nn.functional as F
 import zoo
 
 from ..pure.model import GPT, KVCache
+from ..quantised.model import Int4GPT, Int8GPT
 
 log = logging.getLogger("zoo")
 
@@ -44,7 +45,7 @@ CUDA_MODE = "reduce-overhead"
 # results is off (Inductor writes them to stderr)
 INDUCTOR = {"cpu": {"freezing": True, "autotune_num_choices_displayed": 0},
             "cuda": {"autotune_num_choices_displayed": 0}}
-MAX_COMPILED_STEPS = 8  # per process, over every model: each costs seconds and, frozen, a copy of the weights
+MAX_COMPILED_STEPS = 4  # per process, over every model: each costs seconds and, frozen, holds a copy of the weights
 MIN_CACHE = 16  # the cache length is rounded up to a power of two from here (see cache_length)
 # rough first-call cost, seconds per million parameters, for the progress message (2-core CPU)
 COMPILE_SECONDS = {"cpu": (8.0, 0.2), "cuda": (20.0, 0.1)}  # (fixed, per million parameters)
@@ -183,3 +184,16 @@ class CompiledGPT(GPT):
         super().import_weights(weights)
         # freezing folded the old weights into the compiled steps as constants: compile again when next used
         self._steps = {}
+
+
+class CompiledInt8GPT(CompiledGPT, Int8GPT):
+    """``quantised``'s weight-only int8 model (bfloat16 activations) with the compiled decode step.
+
+    gpt-fast runs its quantised models compiled: Inductor fuses the eager
+    step's LayerNorms, GELU, attention and residual adds around the int8
+    matmuls, which are most of what an eager int8 step spends outside the weights.
+    """
+
+
+class CompiledInt4GPT(CompiledGPT, Int4GPT):
+    """``quantised-int4``'s model (int4 blocks, int8 tied embedding) with the compiled decode step."""

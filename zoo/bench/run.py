@@ -73,7 +73,8 @@ class Subject:
         return f"{name} {self.precision}"
 
 
-_FAMILY = {"quantised": "int8", "quantised-int4": "int4"}  # variants whose dtype is not their precision
+_FAMILY = {"quantised": "int8", "quantised-compiled": "int8", "quantised-int4": "int4",
+           "quantised-int4-compiled": "int4"}  # variants whose dtype is not their precision
 
 
 def _variant_subject(spec: str, dtype: str | None, device: str) -> Subject:
