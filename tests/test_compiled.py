@@ -97,11 +97,17 @@ def test_past_the_budget_decoding_is_eager_with_a_warning(models: tuple[Compiled
                                                           caplog: pytest.LogCaptureFixture) -> None:
     fast, slow = models
     monkeypatch.setattr(compiled, "MAX_COMPILED_STEPS", compiled.compiled_steps())
+    monkeypatch.setattr(compiled, "_warned", False)
     ids = torch.randint(0, CONFIG.vocab_size, (3, 5), generator=torch.Generator().manual_seed(2))
     with caplog.at_level(logging.WARNING, logger="zoo"):
         got = _decode(fast, ids, None, prefill=2)
     assert fast._steps[(3, 16)] is None
-    assert "decodes eagerly: slower, with the same result" in caplog.text
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "decodes eagerly: slower, with the same result" in warnings[0].getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="zoo"):
+        _decode(fast, torch.cat([ids, ids]), None, prefill=2)  # another batch size, also past the budget
+    assert [r.levelno for r in caplog.records if "decodes eagerly" in r.getMessage()] == [logging.INFO]
     torch.testing.assert_close(got, _decode(slow, ids, None, prefill=2), rtol=1e-5, atol=1e-5)
 
 
