@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -128,6 +129,16 @@ def test_info(capsys):
     assert "tolerances:" in out
 
 
+def test_info_of_every_variant_prints_its_capabilities_and_notes(capsys):
+    for name in zoo.list_variants():  # test_configs (compiled) and approximate tolerances (quantised) included
+        assert main(["info", name]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"{name}: ") and "test_configs:" in out and "tolerances:" in out
+    assert main(["info", "compiled"]) == 0
+    out = capsys.readouterr().out
+    assert "test_configs: GPT2Config(vocab_size=101" in out and "the first decode step" in out
+
+
 # -- generate -------------------------------------------------------------------------------
 
 
@@ -164,6 +175,16 @@ def test_generate_random_weights_with_a_config_json(capsys, folder):
     assert "random weights" in err
     assert main([*argv[:5], str(folder), *argv[6:]]) == 0  # the folder holding config.json
     assert capsys.readouterr().out == out
+
+
+def test_generate_says_while_a_compiled_variant_compiles(capsys, caplog, folder):
+    argv = ["generate", "compiled", "--weights", "random", "--config", str(folder / "config.json"),
+            "--prompt", PROMPT, "--max-new-tokens", "4", "--seed", "7"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out == expected_text(None, 4, config=CONFIG, seed=7)  # greedy: pure's text
+    # logged at INFO without -v (records below a logger's level are never made, so none would be here)
+    said = [r.getMessage() for r in caplog.records if r.name == "zoo.compile" and r.levelno == logging.INFO]
+    assert said and said[0].startswith("compiling the decode step for batch 1")
 
 
 def test_generate_max_new_tokens_zero_prints_the_prompt(capsys, folder):

@@ -76,8 +76,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"{v.name}: {v.summary}")
     print(f"  distribution: {distribution_of(v.name) or '(registered at run time)'}")
     print(f"  source:       {v.source}")
-    for key, value in asdict(v.capabilities).items():
-        print(f"  {key + ':':<13} {', '.join(value) if isinstance(value, (tuple, list)) else value}")
+    for field in dataclasses.fields(v.capabilities):
+        value = getattr(v.capabilities, field.name)
+        text = ", ".join(map(str, value)) if isinstance(value, (tuple, list)) else value
+        print(f"  {field.name + ':':<13} {text if text != '' else '-'}")
     tol = asdict(v.tolerances)
     print(f"  tolerances:   {', '.join(f'{k}={val}' for k, val in tol.items() if val is not None)}")
     if v.notes:
@@ -119,6 +121,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     weights = None if args.weights == "random" else args.weights
     enc = get_tokenizer()  # before the model: a broken tokenizer should fail fast
     model = load(args.name, weights, config=config, device=device, dtype=args.dtype, seed=args.seed)
+    logging.getLogger("zoo.compile").setLevel(logging.INFO)  # a compiling variant says why the first token waits
     prompt = enc.encode(args.prompt, allowed_special={EOT})
     if not prompt:
         prompt = [model.config.eos_token_id]

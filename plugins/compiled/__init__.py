@@ -35,7 +35,7 @@ from .model import MAX_COMPILED_STEPS, CompiledGPT, CompiledInt4GPT, CompiledInt
 __all__ = ["QUANTISED", "TEST_CONFIG"]
 
 FIRST_CALL = ("about 30 to 60 s for GPT-2 124M on a 2-core CPU (less in a second process: Inductor caches "
-              "on disk), logged at INFO (zoo -v);")
+              "on disk), which zoo generate shows and the logger zoo.compile logs at INFO;")
 # The conformance harness draws from this config only: each model it builds compiles its
 # own decode steps (freezing makes them private to its weights), so a small one keeps
 # `zoo check compiled` in minutes rather than hours.

@@ -34,6 +34,7 @@ from ..pure.model import GPT, KVCache
 from ..quantised.model import Int4GPT, Int8GPT
 
 log = logging.getLogger("zoo")
+progress = logging.getLogger("zoo.compile")  # what a compilation costs; `zoo generate` shows it by default
 
 # -- how the decode step is compiled --------------------------------------------------------
 # CPU: Inductor's max-autotune without CUDA graphs, with freezing (weights folded in as
@@ -160,7 +161,7 @@ class CompiledGPT(GPT):
             self._steps[key] = None
             with torch.no_grad():
                 return decode_step(self, idx, input_pos, keys)
-        log.info("compiling the decode step for batch %d, cache %d (%s, %s): the first call takes about %.0f s",
+        progress.info("compiling the decode step for batch %d, cache %d (%s, %s): the first call takes about %.0f s",
                  B, S, self.device.type, str(self.dtype).removeprefix("torch."), self.compile_seconds())
         mode = CUDA_MODE if self.device.type == "cuda" else CPU_MODE
         start = time.perf_counter()
@@ -177,7 +178,7 @@ class CompiledGPT(GPT):
                 logits = step(self, idx, input_pos, keys)
         self._steps[key] = step
         _models.add(self)
-        log.info("compiled the decode step for batch %d, cache %d in %.1f s", B, S, time.perf_counter() - start)
+        progress.info("compiled the decode step for batch %d, cache %d in %.1f s", B, S, time.perf_counter() - start)
         return logits.clone() if self.device.type == "cuda" else logits
 
     def compile_seconds(self) -> float:
