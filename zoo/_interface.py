@@ -152,4 +152,8 @@ class Variant:
     capabilities: Capabilities = field(default_factory=Capabilities)
     tolerances: Tolerances = field(default_factory=Tolerances)
     notes: str = ""  # anything a user should know before choosing it (first-call cost...)
+    # what the weights are stored as where that is not the dtype ("int8", "int4" for weight-only
+    # quantisation with bfloat16 activations); "" means the dtype. zoo bench compares like with like by it.
+    precision: str = ""
+    reference: bool = False  # the implementation the others are measured against (Hugging Face's: ``hf``)
     source: str = ""  # set by the registry: the distribution or place that registered it

@@ -67,6 +67,7 @@ def zoo_variants() -> list[zoo.Variant]:
             summary="quantised (weight-only int8, bfloat16 activations) with the compiled decode step (CPU)",
             capabilities=QUANTISED,
             tolerances=TOLERANCES_INT8,
+            precision="int8",
             notes=f"approximate, as quantised; the first decode step for each batch size and cache size "
             f"compiles: {FIRST_CALL} then as compiled.",
         ),
@@ -76,6 +77,7 @@ def zoo_variants() -> list[zoo.Variant]:
             summary="quantised-int4 (int4 blocks, int8 tied embedding) with the compiled decode step (CPU)",
             capabilities=QUANTISED,
             tolerances=TOLERANCES_INT4,
+            precision="int4",
             notes=f"approximate, as quantised-int4; the first decode step for each batch size and cache size "
             f"compiles: {FIRST_CALL} then as compiled.",
         ),

@@ -32,6 +32,7 @@ def zoo_variants() -> list[zoo.Variant]:
                 trainable=True,
             ),
             notes="Uses transformers' default attention (sdpa); its KV cache grows as it is written.",
+            reference=True,
         )
     ]
 

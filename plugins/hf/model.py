@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 import zoo
-from zoo._hf import new_hf_model
+from zoo.hf import hf_model
 from zoo.weight_map import CANONICAL, HF, TIED, CanonicalWeights, from_canonical, to_canonical
 
 
@@ -39,7 +39,7 @@ class HFGPT2(nn.Module, zoo.GPT2):
     def build(cls, config: zoo.GPT2Config, *, device: Any = "cpu", dtype: Any = None,
               attn_implementation: str = "sdpa") -> HFGPT2:
         seed = int(torch.randint(2**31, ()))  # drawn first: construction consumes the global RNG too
-        model = new_hf_model(config, attn_implementation=attn_implementation, device=device, dtype=dtype)
+        model = hf_model(config, attn_implementation=attn_implementation, device=device, dtype=dtype)
         wrapped = cls(model, config)
         # GPT-2's initialisation from torch's global RNG: the same weights as ``pure`` after one seed
         wrapped.import_weights(zoo.random_weights(config, seed=seed))

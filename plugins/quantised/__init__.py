@@ -75,6 +75,7 @@ def zoo_variants() -> list[zoo.Variant]:
             summary="weight-only int8 per output channel (bfloat16 activations, tied int8 embedding, CPU)",
             capabilities=_CAPABILITIES,
             tolerances=TOLERANCES_INT8,
+            precision="int8",
             notes="approximate: logits within the declared KL and relative error of GPT-2's; "
             "bfloat16 only; export_weights() returns the dequantised weights.",
         ),
@@ -84,6 +85,7 @@ def zoo_variants() -> list[zoo.Variant]:
             summary=f"weight-only int4 in groups of {INT4_GROUP} (int8 tied embedding, bfloat16 activations, CPU)",
             capabilities=_CAPABILITIES,
             tolerances=TOLERANCES_INT4,
+            precision="int4",
             notes="approximate, more so than quantised: logits within the declared KL and relative "
             "error of GPT-2's; bfloat16 only; export_weights() returns the dequantised weights.",
         ),

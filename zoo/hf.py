@@ -1,4 +1,10 @@
-"""``new_hf_model``: a Hugging Face ``GPT2LMHeadModel`` for a zoo config, built the same way everywhere."""
+"""The Hugging Face reference: ``GPT2LMHeadModel`` for a zoo config, built the same way everywhere.
+
+Public: the ``hf`` variant wraps it behind the zoo's interface, and the
+conformance harness compares every variant with it. Third parties who want the
+reference model itself (a float64 copy, their own comparison) call
+:func:`hf_model`; transformers is imported on the first call, not before.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._config import GPT2Config
 
-__all__ = ["new_hf_model"]
+__all__ = ["hf_model"]
 
 
-def new_hf_model(
+def hf_model(
     config: GPT2Config, *, attn_implementation: str = "eager", device: Any = "cpu", dtype: Any = None
 ) -> Any:
     """An eval-mode ``GPT2LMHeadModel`` with tied ``lm_head`` (its weights are to be overwritten).
