@@ -315,13 +315,20 @@ class CanonicalWeights(Mapping[str, Any]):
 
     Each tensor is read from its source only when looked up, so a loader can
     copy tensors into a model one at a time and never hold two full copies.
+    ``config`` is the config every name and shape was checked against: a
+    variant whose config equals it can copy the tensors in without checking
+    them again.
     """
 
     def __init__(
-        self, source: Mapping[str, Any] | TensorSource, keys: dict[str, tuple[str, bool, int | None]]
+        self,
+        source: Mapping[str, Any] | TensorSource,
+        keys: dict[str, tuple[str, bool, int | None]],
+        config: GPT2Config,
     ) -> None:
         self._source = source
         self._keys = keys  # canonical -> (source key, transpose, rows to keep of a padded tensor)
+        self.config = config
 
     def __getitem__(self, name: str) -> Any:
         key, transpose, rows = self._keys[name]
@@ -410,7 +417,7 @@ def to_canonical(
         raise WeightsMismatchError(
             "\n".join(lines), missing=missing, unexpected=unexpected, mismatched=mismatched
         )
-    weights = CanonicalWeights(source, {name: found[name] for name in order})
+    weights = CanonicalWeights(source, {name: found[name] for name in order}, config)
     if tied_key is not None:
         _check_tie(source, tied_key, weights, config.vocab_size)
     return weights
