@@ -1,4 +1,4 @@
-"""Peak resident memory of ``zoo.load`` on the GPT-2 124M shape, per variant.
+"""Time and peak resident memory of ``zoo.load`` on the GPT-2 124M shape, per variant.
 
 Saves a randomly initialised 124M ``GPT2LMHeadModel`` with ``save_pretrained``
 (safetensors) in a temporary folder, then, in a fresh Python process per
@@ -7,13 +7,14 @@ variant, records the peak RSS (``ru_maxrss``):
 - ``before``: after ``import torch, zoo``;
 - ``warm``: after loading a tiny random model of the same variant, so that the
   variant's own imports (transformers for ``hf``) are not counted as weights;
-- ``peak``: after ``zoo.load(variant, weights=folder)``.
+- ``peak``: after ``zoo.load(variant, weights=folder)``;
+- ``seconds``: the wall time of that ``zoo.load`` (the fastest of ``--repeat`` processes).
 
 The ratios ``(peak - before) / weight bytes`` and ``(peak - warm) / weight
 bytes`` say how many copies of the weights loading held at its worst: 1 is the
 model alone, 2 would be the model plus a full second copy.
 
-Usage: ``python scripts/measure_load_rss.py [VARIANT ...]`` (default: pure hf).
+Usage: ``python scripts/measure_load_rss.py [--repeat N] [VARIANT ...]`` (default: pure hf, 3 processes each).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 
 MiB = 1024 * 1024
 
@@ -46,9 +48,11 @@ def child(variant: str, folder: str) -> None:
     tiny = zoo.GPT2Config(vocab_size=16, n_positions=8, n_embd=8, n_layer=1, n_head=2)
     zoo.load(variant, config=tiny)  # the variant's imports, not weights
     warm = _peak_rss()
+    start = time.perf_counter()
     model = zoo.load(variant, weights=folder)
+    seconds = time.perf_counter() - start
     peak = _peak_rss()
-    print(json.dumps({"variant": variant, "before": before, "warm": warm, "peak": peak,
+    print(json.dumps({"variant": variant, "before": before, "warm": warm, "peak": peak, "seconds": seconds,
                       "params": sum(t.numel() for t in model.export_weights().values())}))
 
 
@@ -68,6 +72,7 @@ def save_model(folder: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variants", nargs="*", default=["pure", "hf"])
+    parser.add_argument("--repeat", type=int, default=3, help="processes per variant; the fastest load is shown")
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "FOLDER"), help=argparse.SUPPRESS)
     parser.add_argument("--save", metavar="FOLDER", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -83,14 +88,18 @@ def main() -> None:
                              check=True, capture_output=True, text=True)
         weight_bytes = int(out.stdout.split()[-1])
         print(f"GPT-2 124M, safetensors folder; weights: {weight_bytes / MiB:.1f} MiB (float32, tied once)")
-        print(f"{'variant':8} {'before':>10} {'warm':>10} {'peak':>10} {'(peak-before)/w':>16} "
+        print(f"{'variant':8} {'load s':>7} {'before':>10} {'warm':>10} {'peak':>10} {'(peak-before)/w':>16} "
               f"{'(peak-warm)/w':>14}")
         for variant in args.variants:
-            run = subprocess.run([sys.executable, __file__, "--child", variant, folder],
-                                 check=True, capture_output=True, text=True)
-            r = json.loads(run.stdout.strip().splitlines()[-1])
-            print(f"{variant:8} {r['before'] / MiB:8.1f}Mi {r['warm'] / MiB:8.1f}Mi {r['peak'] / MiB:8.1f}Mi "
-                  f"{(r['peak'] - r['before']) / weight_bytes:16.2f} {(r['peak'] - r['warm']) / weight_bytes:14.2f}")
+            runs = []
+            for _ in range(max(1, args.repeat)):
+                run = subprocess.run([sys.executable, __file__, "--child", variant, folder],
+                                     check=True, capture_output=True, text=True)
+                runs.append(json.loads(run.stdout.strip().splitlines()[-1]))
+            r = min(runs, key=lambda r: r["seconds"])
+            print(f"{variant:8} {r['seconds']:7.2f} {r['before'] / MiB:8.1f}Mi {r['warm'] / MiB:8.1f}Mi "
+                  f"{r['peak'] / MiB:8.1f}Mi {(r['peak'] - r['before']) / weight_bytes:16.2f} "
+                  f"{(r['peak'] - r['warm']) / weight_bytes:14.2f}")
 
 
 if __name__ == "__main__":

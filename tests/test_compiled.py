@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import zoo
-from plugins.compiled import model as compiled
-from plugins.compiled.model import CompiledGPT, cache_length
+from zoo.nn import compile as compiled
+from zoo.nn.compile import CompiledDecode, cache_length
 
 CONFIG = zoo.GPT2Config(vocab_size=97, n_positions=32, n_embd=32, n_layer=2, n_head=4)
 
@@ -45,15 +45,15 @@ def _decode(model: zoo.GPT2, ids: torch.Tensor, mask: torch.Tensor | None, prefi
 
 
 @pytest.fixture(scope="module")
-def models() -> Iterator[tuple[CompiledGPT, zoo.GPT2]]:
+def models() -> Iterator[tuple[CompiledDecode, zoo.GPT2]]:
     weights = zoo.random_weights(CONFIG, seed=3)
     fast = zoo.load("compiled", weights, config=CONFIG, layout="canonical")
     slow = zoo.load("pure", weights, config=CONFIG, layout="canonical")
-    assert isinstance(fast, CompiledGPT)
+    assert isinstance(fast, CompiledDecode)
     yield fast, slow
 
 
-def test_decoding_runs_a_compiled_step_and_matches_pure(models: tuple[CompiledGPT, zoo.GPT2]) -> None:
+def test_decoding_runs_a_compiled_step_and_matches_pure(models: tuple[CompiledDecode, zoo.GPT2]) -> None:
     fast, slow = models
     ids = torch.randint(0, CONFIG.vocab_size, (2, 9), generator=torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
@@ -66,7 +66,7 @@ def test_decoding_runs_a_compiled_step_and_matches_pure(models: tuple[CompiledGP
     torch.testing.assert_close(got[real], expected[real], rtol=1e-5, atol=1e-5)
 
 
-def test_importing_weights_drops_the_frozen_step(models: tuple[CompiledGPT, zoo.GPT2]) -> None:
+def test_importing_weights_drops_the_frozen_step(models: tuple[CompiledDecode, zoo.GPT2]) -> None:
     fast, slow = models
     ids = torch.randint(0, CONFIG.vocab_size, (2, 9), generator=torch.Generator().manual_seed(1))
     _decode(fast, ids, None, prefill=4)
@@ -87,12 +87,12 @@ def test_quantised_compiled_decodes_through_a_compiled_step_as_quantised_does(ea
     slow = zoo.load(eager, weights, config=CONFIG, layout="canonical")
     ids = torch.randint(0, CONFIG.vocab_size, (1, 7), generator=torch.Generator().manual_seed(3))
     got = _decode(fast, ids, None, prefill=3)
-    assert isinstance(fast, CompiledGPT) and fast._steps.get((1, 16)) is not None
+    assert isinstance(fast, CompiledDecode) and fast._steps.get((1, 16)) is not None
     # the same int8 weights and bfloat16 arithmetic, fused differently: equal up to bfloat16 rounding
     torch.testing.assert_close(got.float(), _decode(slow, ids, None, prefill=3).float(), rtol=2e-2, atol=2e-2)
 
 
-def test_past_the_budget_decoding_is_eager_with_a_warning(models: tuple[CompiledGPT, zoo.GPT2],
+def test_past_the_budget_decoding_is_eager_with_a_warning(models: tuple[CompiledDecode, zoo.GPT2],
                                                           monkeypatch: pytest.MonkeyPatch,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     fast, slow = models
@@ -119,3 +119,15 @@ def test_cuda_graphs_decode_as_pure_does() -> None:
     ids = torch.randint(0, CONFIG.vocab_size, (2, 12), device="cuda")
     torch.testing.assert_close(_decode(fast, ids, None, prefill=3), _decode(slow, ids, None, prefill=3),
                                rtol=1e-4, atol=1e-4)
+
+
+def test_the_declared_budget_is_the_one_in_force() -> None:
+    from plugins import compiled as plugin
+
+    assert plugin.MAX_COMPILED_STEPS == compiled.MAX_COMPILED_STEPS
+    assert f"at most {compiled.MAX_COMPILED_STEPS} compiled steps" in zoo.get_variant("compiled").notes
+
+
+def test_compile_decode_takes_models_built_on_zoo_nn_only() -> None:
+    with pytest.raises(TypeError, match=r"zoo\.nn\.GPT"):
+        compiled.compile_decode(zoo.load("cpu", config=CONFIG))  # type: ignore[arg-type]

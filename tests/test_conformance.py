@@ -23,8 +23,8 @@ from conformance import models, profiles, runner
 from conformance import strategies as s
 from conformance.assertions import ConformanceFailure, Judge, Stats
 from conformance.models import WeightInit, canonical_weights, reference_logits
-from plugins.pure.model import GPT
 from zoo._cli import main
+from zoo.nn import GPT
 
 SMALL = settings(max_examples=25, database=None, deadline=None)
 

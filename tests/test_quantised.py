@@ -17,23 +17,22 @@ import pytest
 import torch
 
 import zoo
+import zoo.nn
 from conformance import models, runner
 from conformance.models import WeightInit, canonical_weights
-from plugins.quantised.model import (
+from zoo.nn import GPT, build, quantise_
+from zoo.nn.kernels import (
     DENSE_FROM_ROWS,
     INT4_GROUP,
-    Int4GPT,
     Int4Linear,
-    Int8GPT,
     Int8Linear,
-    QuantisedGPT,
     TiedEmbedding,
     quantise_int4,
     quantise_int8,
     unpack_int4,
 )
 
-VARIANTS = {"quantised": Int8GPT, "quantised-int4": Int4GPT}
+VARIANTS = {"quantised": "int8", "quantised-int4": "int4"}  # variant -> its scheme
 # odd sizes on purpose: n_embd not a multiple of the kernels' K multiples, vocabulary and
 # 3 * n_embd not multiples of the int4 kernel's N multiple
 CONFIG = zoo.GPT2Config(vocab_size=101, n_positions=24, n_embd=36, n_layer=2, n_head=3)
@@ -42,11 +41,12 @@ BF16_REL = 2.0**-8  # bfloat16 rounding: relative error of at most half of 2**-7
 
 
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
-def quantised(request: pytest.FixtureRequest) -> QuantisedGPT:
-    torch.manual_seed(0)
-    model = VARIANTS[request.param].build(CONFIG)
-    model.import_weights(canonical_weights(CONFIG, INIT))
-    return model
+def quantised(request: pytest.FixtureRequest) -> GPT:
+    return build(CONFIG, dtype=torch.bfloat16, scheme=VARIANTS[request.param], weights=canonical_weights(CONFIG, INIT))
+
+
+def is_int8(model: GPT) -> bool:
+    return isinstance(model.h[0].mlp.c_fc, Int8Linear)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -86,7 +86,7 @@ def test_int4_round_trip_is_within_half_a_step_per_group() -> None:
     assert torch.allclose(sz[..., 0].float(), expected, rtol=BF16_REL, atol=0)
 
 
-def test_export_round_trips_every_tensor_within_its_bound(quantised: QuantisedGPT) -> None:
+def test_export_round_trips_every_tensor_within_its_bound(quantised: GPT) -> None:
     given = canonical_weights(CONFIG, INIT)
     out = quantised.export_weights()
     assert set(out) == set(given) and "lm_head.weight" not in out
@@ -95,7 +95,7 @@ def test_export_round_trips_every_tensor_within_its_bound(quantised: QuantisedGP
         assert got.dtype == torch.float32 and got.shape == w.shape, name
         err = float((got - w).abs().max())
         if name.endswith(".weight") and (name == "wte.weight" or ".attn." in name or ".mlp." in name):
-            if name == "wte.weight" or isinstance(quantised, Int8GPT):
+            if name == "wte.weight" or is_int8(quantised):
                 bound = float(w.abs().amax()) / 127 * (0.5 + BF16_REL)  # half an int8 step of the largest row
             else:
                 bound = float(w.amax() - w.amin()) / 15 * (0.5 + BF16_REL) + float(w.abs().max()) * 2 * BF16_REL
@@ -141,8 +141,8 @@ def test_a_prefill_dequantises_to_a_dense_matmul_with_the_same_result(linear: ty
     torch.testing.assert_close(dense.float(), kernel.float(), rtol=2 * 2.0**-7, atol=0.05)
 
 
-def test_every_linear_is_quantised_and_keeps_its_bias(quantised: QuantisedGPT) -> None:
-    linear = Int8Linear if isinstance(quantised, Int8GPT) else Int4Linear
+def test_every_linear_is_quantised_and_keeps_its_bias(quantised: GPT) -> None:
+    linear = Int8Linear if is_int8(quantised) else Int4Linear
     assert not [n for n, m in quantised.named_modules() if isinstance(m, torch.nn.Linear)]
     given = canonical_weights(CONFIG, INIT)
     for i, block in enumerate(quantised.h):
@@ -154,7 +154,7 @@ def test_every_linear_is_quantised_and_keeps_its_bias(quantised: QuantisedGPT) -
             assert torch.allclose(layer.bias.float(), bias, rtol=BF16_REL, atol=0)
 
 
-def test_biases_reach_the_logits(quantised: QuantisedGPT) -> None:
+def test_biases_reach_the_logits(quantised: GPT) -> None:
     ids = ids_for(CONFIG, 1, 6)
     with torch.no_grad():
         before = quantised(ids)
@@ -166,7 +166,7 @@ def test_biases_reach_the_logits(quantised: QuantisedGPT) -> None:
     assert not torch.equal(before, after)
 
 
-def test_the_tie_is_one_int8_tensor(quantised: QuantisedGPT) -> None:
+def test_the_tie_is_one_int8_tensor(quantised: GPT) -> None:
     assert isinstance(quantised.wte, TiedEmbedding)
     assert quantised.lm_head.embedding is quantised.wte
     storages = {b.untyped_storage().data_ptr() for b in quantised.buffers()}
@@ -186,7 +186,7 @@ def test_the_tie_is_one_int8_tensor(quantised: QuantisedGPT) -> None:
     assert torch.allclose(rows.float(), wte[ids], rtol=BF16_REL, atol=0)
 
 
-def test_importing_wte_moves_the_head(quantised: QuantisedGPT) -> None:
+def test_importing_wte_moves_the_head(quantised: GPT) -> None:
     ids = ids_for(CONFIG, 1, 5)
     other = canonical_weights(CONFIG, WeightInit(INIT.seed, INIT.scale, wte_seed=99))
     try:
@@ -203,7 +203,7 @@ def test_importing_wte_moves_the_head(quantised: QuantisedGPT) -> None:
         quantised.import_weights(canonical_weights(CONFIG, INIT))
 
 
-def test_logits_are_exactly_vocab_size_wide(quantised: QuantisedGPT) -> None:
+def test_logits_are_exactly_vocab_size_wide(quantised: GPT) -> None:
     assert CONFIG.vocab_size % 16 and (3 * CONFIG.n_embd) % 16  # the padding is exercised
     with torch.no_grad():
         logits = quantised(ids_for(CONFIG, 2, 7))
@@ -215,7 +215,7 @@ def test_logits_are_exactly_vocab_size_wide(quantised: QuantisedGPT) -> None:
         assert layer(torch.zeros(1, 1, CONFIG.n_embd, dtype=torch.bfloat16)).shape == (1, 1, 3 * CONFIG.n_embd)
 
 
-def test_generation_never_returns_a_padded_id(quantised: QuantisedGPT) -> None:
+def test_generation_never_returns_a_padded_id(quantised: GPT) -> None:
     prompts = [[1, 2, 3], [CONFIG.vocab_size - 1]]
     first = zoo.generate(quantised, prompts, 8, temperature=2.0, seed=7)
     again = zoo.generate(quantised, prompts, 8, temperature=2.0, seed=7)
@@ -227,7 +227,7 @@ def test_generation_never_returns_a_padded_id(quantised: QuantisedGPT) -> None:
 
 
 # -- the KV cache: same arithmetic as the full forward ----------------------------------------
-def test_prefill_then_decode_equals_the_full_forward(quantised: QuantisedGPT) -> None:
+def test_prefill_then_decode_equals_the_full_forward(quantised: GPT) -> None:
     ids = ids_for(CONFIG, 2, 10, seed=5)
     mask = torch.ones_like(ids)
     mask[1, :3] = 0  # a left-padded row
@@ -254,23 +254,25 @@ def test_prefill_then_decode_equals_the_full_forward(quantised: QuantisedGPT) ->
         (lambda m: m(torch.zeros(1, CONFIG.n_positions + 1, dtype=torch.long)), "n_positions"),
     ],
 )
-def test_bad_inputs_raise(quantised: QuantisedGPT, call: Any, message: str) -> None:
+def test_bad_inputs_raise(quantised: GPT, call: Any, message: str) -> None:
     with pytest.raises(zoo.InvalidInputError, match=message):
         call(quantised)
 
 
 def test_build_refuses_what_is_not_offered() -> None:
     with pytest.raises(zoo.CapabilityError, match="bfloat16"):
-        Int8GPT.build(CONFIG, dtype=torch.float32)
+        build(CONFIG, scheme="int8", dtype=torch.float32)
     with pytest.raises(zoo.CapabilityError, match="CPU only"):
-        Int4GPT.build(CONFIG, device="meta")
+        build(CONFIG, scheme="int4", dtype=torch.bfloat16, device="meta")
+    with pytest.raises(zoo.CapabilityError, match="did you mean 'int8'"):
+        build(CONFIG, scheme="int-8", dtype=torch.bfloat16)
 
 
 def test_build_draws_weights_as_pure_does() -> None:
     torch.manual_seed(11)
     pure = zoo.get_variant("pure").build(CONFIG)
     torch.manual_seed(11)
-    mine = Int8GPT.build(CONFIG).export_weights()
+    mine = zoo.get_variant("quantised").build(CONFIG).export_weights()
     for name, w in pure.export_weights().items():
         assert float((mine[name] - w).abs().max()) <= float(w.abs().max()) / 127, name
 
@@ -279,13 +281,21 @@ def test_weight_memory_is_a_fraction_of_float32() -> None:
     config = zoo.GPT2Config(vocab_size=1000, n_positions=64, n_embd=128, n_layer=2, n_head=4)
     torch.manual_seed(0)
     float32 = config.n_params * 4
-    int8, int4 = Int8GPT.build(config).weight_bytes(), Int4GPT.build(config).weight_bytes()
+    int8, int4 = (build(config, dtype=torch.bfloat16, scheme=s).weight_bytes() for s in ("int8", "int4"))
     assert 0.25 < int8 / float32 < 0.30  # one byte a weight, bfloat16 scales, biases, LayerNorms and wpe
     assert 0.15 < int4 / float32 < int8 / float32
 
 
 # -- the declared tolerances have teeth ---------------------------------------------------------
-class DoubledScales(Int8GPT):
+def int8(config: zoo.GPT2Config, **kwargs: Any) -> zoo.GPT2:
+    return build(config, scheme="int8", **kwargs)
+
+
+def int4(config: zoo.GPT2Config, **kwargs: Any) -> zoo.GPT2:
+    return build(config, scheme="int4", **kwargs)
+
+
+class DoubledScales(GPT):
     """int8 with the MLP output projections' scales doubled after import: a broken dequantisation."""
 
     def import_weights(self, weights: Mapping[str, Any]) -> None:
@@ -294,27 +304,34 @@ class DoubledScales(Int8GPT):
             block.mlp.c_proj.scales.mul_(2)
 
 
-class DroppedBias(Int4GPT):
+class DroppedBias(GPT):
     """int4 that forgets every Linear's bias, gpt-fast's trap."""
 
     def import_weights(self, weights: Mapping[str, Any]) -> None:
         super().import_weights(weights)
-        for _, layer in self._quantised():
-            if layer.bias is not None:
+        for block in self.h:
+            for layer in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj):
                 layer.bias.zero_()
 
 
+def doubled_scales(config: zoo.GPT2Config, **kwargs: Any) -> zoo.GPT2:
+    return build(config, scheme="int8", cls=DoubledScales, **kwargs)
+
+
+def dropped_bias(config: zoo.GPT2Config, **kwargs: Any) -> zoo.GPT2:
+    return build(config, scheme="int4", cls=DroppedBias, **kwargs)
+
+
 @pytest.mark.parametrize(
-    ("base", "model", "passes"),
-    [("quantised", Int8GPT, True), ("quantised", DoubledScales, False),
-     ("quantised-int4", Int4GPT, True), ("quantised-int4", DroppedBias, False)],
+    ("base", "make", "passes"),
+    [("quantised", int8, True), ("quantised", doubled_scales, False),
+     ("quantised-int4", int4, True), ("quantised-int4", dropped_bias, False)],
     ids=["int8", "int8-doubled-scales", "int4", "int4-dropped-bias"],
 )
-def test_declared_tolerances_pass_the_real_model_and_fail_a_broken_one(base: str, model: type[QuantisedGPT],
-                                                                       passes: bool) -> None:
+def test_declared_tolerances_pass_the_real_model_and_fail_a_broken_one(base: str, make: Any, passes: bool) -> None:
     declared = zoo.get_variant(base)
-    name = f"{base}-under-test-{model.__name__.lower()}"
-    zoo.register(zoo.Variant(name, build=model.build, summary="under test", capabilities=declared.capabilities,
+    name = f"{base}-under-test-{make.__name__.replace('_', '-')}"
+    zoo.register(zoo.Variant(name, build=make, summary="under test", capabilities=declared.capabilities,
                              tolerances=declared.tolerances))
     try:
         results = runner.check_variant(name, profile="ci", properties=["weights"])  # small configs only
@@ -325,5 +342,31 @@ def test_declared_tolerances_pass_the_real_model_and_fail_a_broken_one(base: str
     if passes:
         assert weights.status == "pass", runner.failures(results)
     else:
-        assert weights.status == "fail", f"{model.__name__} passed: the declared tolerances are too loose"
+        assert weights.status == "fail", f"{make.__name__} passed: the declared tolerances are too loose"
         assert "(KL " in weights.message or "(relative logit error " in weights.message
+
+
+# -- quantisation is a transform: on a built model, and with a scheme of one's own ---------------
+def test_quantising_a_built_float_model_equals_building_it_quantised() -> None:
+    weights = canonical_weights(CONFIG, INIT)
+    dense = build(CONFIG, weights=weights)  # float32, holding its weights
+    quantise_(dense, "int8")
+    assert dense.dtype == torch.bfloat16 and isinstance(dense.wte, TiedEmbedding)
+    direct = build(CONFIG, dtype=torch.bfloat16, scheme="int8", weights=weights)
+    ids = ids_for(CONFIG, 2, 6)
+    with torch.no_grad():
+        assert torch.equal(dense(ids), direct(ids))
+
+
+def test_a_scheme_of_ones_own_is_one_row() -> None:
+    """int8 Linears with the tied embedding left dense: a new scheme, no new class."""
+    row = zoo.nn.Scheme("int8-dense-head", "zoo.nn.kernels:Int8Linear", embedding="dense", precision="int8",
+                        summary="int8 blocks, bfloat16 tied head")
+    model = build(CONFIG, dtype=torch.bfloat16, scheme=row, weights=canonical_weights(CONFIG, INIT))
+    assert isinstance(model.h[1].mlp.c_proj, Int8Linear)
+    assert isinstance(model.wte, torch.nn.Embedding) and model.lm_head.weight is model.wte.weight
+    variant = zoo.nn.declare("int8-dense-head", "under test", scheme=row)
+    assert variant.precision == "int8" and variant.capabilities.dtypes == ("bfloat16",)
+    assert not variant.capabilities.exact and not variant.capabilities.lossless_weights
+    with pytest.raises(ValueError, match="embedding='int3'"):
+        zoo.nn.Scheme("bad", "zoo.nn.kernels:Int8Linear", embedding="int3", precision="int8", summary="")

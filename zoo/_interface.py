@@ -142,8 +142,14 @@ class Tolerances:
 class Variant:
     """A named GPT-2 implementation, as plugins declare it to the zoo.
 
-    ``build(config, device=..., dtype=...)`` returns a randomly initialised
-    model (seeded by the caller through ``torch.manual_seed``) in eval mode.
+    ``build(config, *, device=..., dtype=..., weights=None)`` returns a model
+    in eval mode holding ``weights`` (canonical, checked against ``config``:
+    copy them in without checking them again), or GPT-2's random
+    initialisation drawn from torch's global RNG (the caller seeds it with
+    ``torch.manual_seed``) when ``weights`` is ``None``. A ``build`` without a
+    ``weights`` parameter is called without it, and ``zoo.load`` then imports
+    the weights into the random model: correct, but it pays for an
+    initialisation it throws away.
     """
 
     name: str

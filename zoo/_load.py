@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import time
@@ -98,7 +99,10 @@ def load(
         canonical = random_weights(config, seed)
     else:
         config, canonical = open_weights(weights, config=config, layout=layout, revision=revision)
-    model = variant.build(config, device=torch_device, dtype=torch_dtype)
-    model.import_weights(canonical)
+    if "weights" in inspect.signature(variant.build).parameters:
+        model = variant.build(config, device=torch_device, dtype=torch_dtype, weights=canonical)
+    else:  # an older build(): a random model first, then the weights
+        model = variant.build(config, device=torch_device, dtype=torch_dtype)
+        model.import_weights(canonical)
     log.info("loaded %s (%s) in %.2fs", name, config, time.perf_counter() - start)
     return model

@@ -473,3 +473,15 @@ def _pad_rows(tensor: Any, multiple: int) -> Any:
     if isinstance(tensor, torch.Tensor):
         return torch.cat([tensor, tensor.new_zeros((missing, *tensor.shape[1:]))])
     return np.concatenate([tensor, np.zeros((missing, *tensor.shape[1:]), dtype=tensor.dtype)])
+
+
+def checked(weights: Mapping[str, Any], config: GPT2Config) -> CanonicalWeights:
+    """``weights`` as canonical weights for ``config``: as they are if already checked against it, else checked now.
+
+    What every ``import_weights`` starts with: a plain dict (or weights
+    checked for another config) has every key and shape checked first, and
+    the error lists every problem at once.
+    """
+    if isinstance(weights, CanonicalWeights) and weights.config == config:
+        return weights
+    return to_canonical(weights, config, CANONICAL)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import zoo
-from zoo.weight_map import CANONICAL, CanonicalWeights, to_canonical
+from zoo.weight_map import checked
 
 if TYPE_CHECKING:
     import torch
@@ -228,12 +228,13 @@ class GPT(Module, zoo.GPT2):
         self.max_seq_length: int | None = None
 
     @classmethod
-    def build(cls, config: zoo.GPT2Config, *, device: Any = "cpu", dtype: Any = None) -> GPT:
-        """A model with GPT-2's random initialisation, drawn from torch's global RNG.
+    def build(cls, config: zoo.GPT2Config, *, device: Any = "cpu", dtype: Any = None,
+              weights: Mapping[str, Any] | None = None) -> GPT:
+        """A model holding ``weights``, or GPT-2's random initialisation drawn from torch's global RNG.
 
-        The weights come from ``zoo.random_weights``, as ``pure``'s do, so
-        variants built after the same ``torch.manual_seed`` hold the same ones.
-        ``GPT(config)`` allocates without initialising, and without torch.
+        The random weights come from ``zoo.random_weights``, as ``pure``'s do,
+        so variants built after the same ``torch.manual_seed`` hold the same
+        ones. ``GPT(config)`` allocates without initialising, and without torch.
         """
         import torch
 
@@ -242,7 +243,8 @@ class GPT(Module, zoo.GPT2):
         if dtype is not None and str(dtype).removeprefix("torch.") != "float32":
             raise zoo.CapabilityError(f"the cpu variant computes in float32 only, not {dtype}")
         model = cls(config)
-        model.import_weights(zoo.random_weights(config, seed=int(torch.randint(2**31, ()))))
+        model.import_weights(weights if weights is not None
+                             else zoo.random_weights(config, seed=int(torch.randint(2**31, ()))))
         return model
 
     @property
@@ -310,17 +312,9 @@ class GPT(Module, zoo.GPT2):
 
     def import_weights(self, weights: Mapping[str, Any]) -> None:
         """Copy canonical weights (torch tensors or NumPy arrays) in, one tensor at a time."""
-        if not isinstance(weights, CanonicalWeights):  # a plain dict: check every key and shape first
-            weights = to_canonical(weights, self.config, CANONICAL)
         own = dict(self.named_weights())
-        for name in weights:  # one tensor at a time: never two full copies
-            value = _as_numpy(weights[name])
-            if value.shape != own[name].shape:
-                raise zoo.WeightsMismatchError(
-                    f"{name} is {list(value.shape)}, expected {list(own[name].shape)} for {self.config}",
-                    mismatched=[(name, value.shape, own[name].shape)],
-                )
-            own[name][...] = value  # through the [out, in] view into the [in, out] array: a transposing copy
+        for name, value in checked(weights, self.config).items():  # one tensor at a time: never two copies
+            own[name][...] = _as_numpy(value)  # through the [out, in] view into the [in, out] array: a transposing copy
 
     def export_weights(self) -> dict[str, torch.Tensor]:
         """Canonical weights as torch tensors sharing memory with the model.

@@ -8,15 +8,17 @@ resets it, and ``input_pos`` must continue where the last call stopped.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import zoo
 
 
-def build(config: zoo.GPT2Config, *, device: Any = "cpu", dtype: Any = None) -> zoo.GPT2:
-    from .model import HFGPT2
+def build(config: zoo.GPT2Config, *, device: Any = "cpu", dtype: Any = None,
+          weights: Mapping[str, Any] | None = None) -> zoo.GPT2:
+    from .model import HFGPT2  # transformers and torch: imported when a model is built, not when listed
 
-    return HFGPT2.build(config, device=device, dtype=dtype)
+    return HFGPT2.build(config, device=device, dtype=dtype, weights=weights)
 
 
 @zoo.hookimpl

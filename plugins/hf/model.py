@@ -11,7 +11,7 @@ import torch.nn as nn
 
 import zoo
 from zoo.hf import hf_model
-from zoo.weight_map import CANONICAL, HF, TIED, CanonicalWeights, from_canonical, to_canonical
+from zoo.weight_map import HF, TIED, checked, from_canonical, to_canonical
 
 
 def _new_cache() -> Any:
@@ -37,12 +37,12 @@ class HFGPT2(nn.Module, zoo.GPT2):
 
     @classmethod
     def build(cls, config: zoo.GPT2Config, *, device: Any = "cpu", dtype: Any = None,
-              attn_implementation: str = "sdpa") -> HFGPT2:
-        seed = int(torch.randint(2**31, ()))  # drawn first: construction consumes the global RNG too
-        model = hf_model(config, attn_implementation=attn_implementation, device=device, dtype=dtype)
-        wrapped = cls(model, config)
-        # GPT-2's initialisation from torch's global RNG: the same weights as ``pure`` after one seed
-        wrapped.import_weights(zoo.random_weights(config, seed=seed))
+              weights: Mapping[str, Any] | None = None, attn_implementation: str = "sdpa") -> HFGPT2:
+        if weights is None:
+            # GPT-2's initialisation from torch's global RNG: the same weights as ``pure`` after one seed
+            weights = zoo.random_weights(config, seed=int(torch.randint(2**31, ())))
+        wrapped = cls(hf_model(config, attn_implementation=attn_implementation, device=device, dtype=dtype), config)
+        wrapped.import_weights(weights)
         return wrapped.eval()
 
     @property
@@ -90,20 +90,11 @@ class HFGPT2(nn.Module, zoo.GPT2):
         return out.logits
 
     def import_weights(self, weights: Mapping[str, Any]) -> None:
-        if not isinstance(weights, CanonicalWeights):  # a plain dict: check every key and shape first
-            weights = to_canonical(weights, self.config, CANONICAL)
         params = dict(self.model.named_parameters())  # lm_head.weight is tied: not listed
         with torch.no_grad():
-            for key, tensor in from_canonical(weights, HF):  # one tensor at a time
-                if key == TIED[0]:  # the same parameter as wte.weight
-                    continue
-                tensor = torch.as_tensor(tensor)
-                if tensor.shape != params[key].shape:
-                    raise zoo.WeightsMismatchError(
-                        f"{key} is {list(tensor.shape)}, expected {list(params[key].shape)} for {self.config}",
-                        mismatched=[(key, tuple(tensor.shape), tuple(params[key].shape))],
-                    )
-                params[key].copy_(tensor)
+            for key, tensor in from_canonical(checked(weights, self.config), HF):  # one tensor at a time
+                if key != TIED[0]:  # lm_head.weight is the same parameter as wte.weight
+                    params[key].copy_(torch.as_tensor(tensor))
 
     def export_weights(self) -> dict[str, torch.Tensor]:
         state = {k: p.detach() for k, p in self.model.named_parameters()}

@@ -1,29 +1,22 @@
-"""``pure``: GPT-2 written from scratch in readable PyTorch, nanoGPT style.
+"""``pure``: GPT-2 from scratch in readable PyTorch, nanoGPT style: :class:`zoo.nn.GPT` as it is.
 
-Trade-off: clarity over speed. Every operation is spelled out (attention
-arithmetic, causal mask, tanh GELU, tied ``lm_head``), so it is the reference
-a reader checks other variants against; it runs wherever PyTorch does, in
-float32, float64 and bfloat16, and it can be trained.
+Trade-off: clarity over speed. One flat model file (``zoo/nn/model.py``) in
+reading order, with Hugging Face's module names, the tanh GELU GPT-2 was
+trained with, the tied ``lm_head``, a static KV cache, and attention in one
+``F.scaled_dot_product_attention`` call with an additive causal and padding
+bias. It runs wherever PyTorch does, in float32, float64 and bfloat16, and it
+can be trained: its exported weights are its parameters.
 """
 
 from __future__ import annotations
 
 import zoo
-
-from .model import GPT
+from zoo.nn import declare
 
 
 @zoo.hookimpl
 def zoo_variants() -> list[zoo.Variant]:
     return [
-        zoo.Variant(
-            name="pure",
-            build=GPT.build,
-            summary="GPT-2 from scratch in plain PyTorch (nanoGPT style, static KV cache)",
-            capabilities=zoo.Capabilities(
-                devices=("cpu", "cuda"),
-                dtypes=("float32", "float64", "bfloat16"),
-                trainable=True,
-            ),
-        )
+        declare("pure", "GPT-2 from scratch in plain PyTorch (nanoGPT style, static KV cache)",
+                devices=("cpu", "cuda"), dtypes=("float32", "float64", "bfloat16"), trainable=True),
     ]

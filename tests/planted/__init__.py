@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import zoo
-from plugins.pure.model import GPT, MLP, CausalSelfAttention, KVCache
+from zoo.nn.model import GPT, MLP, CausalSelfAttention, KVCache
 
 __all__ = ["CATALOGUE", "PlantedBug", "variant"]
 

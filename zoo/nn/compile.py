@@ -1,18 +1,24 @@
-"""GPT-2 under ``torch.compile``: ``pure``'s model with a compiled decode step.
+"""``compile_decode``: any :class:`zoo.nn.GPT` (dense or quantised) with its one-token decode step compiled.
 
 gpt-fast's design: the KV cache is preallocated buffers written in place, so a
 decode step (one token per row, ``input_pos [1]``) has the same shapes at every
-position and compiles once per batch and cache size. Only that step is
-compiled; prefill and full forwards run eagerly through the same modules
-(``pure``'s, attention on ``F.scaled_dot_product_attention``), so a prompt of
-any length costs no compilation.
+position and compiles once per batch size and cache length. Only that step is
+compiled; prefill and full forwards run eagerly through the same modules, so
+a prompt of any length costs no compilation. Cache lengths are rounded up to a
+power of two (:func:`cache_length`), so that ``zoo.generate``'s many cache
+sizes share a few compiled steps.
 
-The compiled step is a model's own: :func:`_own_code` gives each model a copy
-of :func:`decode_step`'s code object, because dynamo keeps compiled code, its
-guards and its recompile count per code object. A model's compiled code thus
-never serves another model, and it is dropped with the model, or when
-:meth:`CompiledGPT.import_weights` replaces the weights that freezing folded
-into it as constants.
+How: on the CPU with Inductor's ``max-autotune-no-cudagraphs`` mode and
+freezing (scoped to each compilation, never set for the whole process); on
+CUDA with CUDA graphs (``mode="reduce-overhead"``). Freezing folds the weights
+into the compiled step as constants, so importing weights throws the compiled
+steps away. A process keeps at most ``MAX_COMPILED_STEPS`` compiled steps
+alive (each holds a copy of the weights); past that, decode steps run eagerly,
+with the same result, and a warning says so once.
+
+The compiled step belongs to one model: :func:`_own_code` gives each wrapper a
+copy of :func:`decode_step`'s code object, because dynamo keeps compiled code,
+its guards and its recompile count per code object.
 """
 
 from __future__ import annotations
@@ -26,20 +32,21 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
-import zoo
+from .._inputs import check_inputs
+from .._interface import GPT2
+from .model import GPT
 
-from ..pure.model import GPT, KVCache
-from ..quantised.model import Int4GPT, Int8GPT
+__all__ = ["MAX_COMPILED_STEPS", "CompiledDecode", "cache_length", "compile_decode", "compiled_steps"]
 
 log = logging.getLogger("zoo")
 progress = logging.getLogger("zoo.compile")  # what a compilation costs; `zoo generate` shows it by default
 
-# -- how the decode step is compiled --------------------------------------------------------
-# CPU: Inductor's max-autotune without CUDA graphs, with freezing (weights folded in as
-# constants and prepacked for oneDNN); measured on a 2-core CPU with GPT-2 124M, batch 1:
-# about 3x the decode speed of Inductor's defaults. CUDA: gpt-fast's CUDA graphs.
+# CPU: Inductor's max-autotune without CUDA graphs, with freezing (weights folded in as constants
+# and prepacked for oneDNN); measured on a 2-core CPU with GPT-2 124M, batch 1: about 3x the
+# decode speed of Inductor's defaults. CUDA: gpt-fast's CUDA graphs.
 CPU_MODE = "max-autotune-no-cudagraphs"
 CUDA_MODE = "reduce-overhead"
 # Inductor settings in force while a step compiles, never process-wide; the display of autotuning
@@ -55,16 +62,13 @@ COMPILE_SECONDS = {"cpu": (8.0, 0.2), "cuda": (20.0, 0.1)}  # (fixed, per millio
 def cache_length(max_seq_length: int, n_positions: int) -> int:
     """The cache slots allocated for ``max_seq_length``: the next power of two, within ``n_positions``.
 
-    Every cache length is a static shape the decode step is compiled for;
-    rounding up lets ``zoo.generate`` (whose cache is prompt plus new tokens)
-    reuse a few compiled steps instead of compiling one per length. Slots past
-    ``max_seq_length`` are never written and never attended to.
+    Slots past ``max_seq_length`` are never written and never attended to.
     """
     length = max(MIN_CACHE, 1 << (max_seq_length - 1).bit_length())
     return max(max_seq_length, min(length, n_positions))
 
 
-def decode_step(model: CompiledGPT, idx: torch.Tensor, input_pos: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+def decode_step(model: GPT, idx: torch.Tensor, input_pos: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     """One token per row through the static cache; the function ``torch.compile`` sees.
 
     ``idx [B, 1]``, ``input_pos [1]``, ``keys [B, S]`` (True: a slot holding a
@@ -78,13 +82,13 @@ def decode_step(model: CompiledGPT, idx: torch.Tensor, input_pos: torch.Tensor, 
     return model.run(idx, pos[:, input_pos], allowed, input_pos)
 
 
-_models: weakref.WeakSet[CompiledGPT] = weakref.WeakSet()  # models that have compiled a step
+_compilers: weakref.WeakSet[CompiledDecode] = weakref.WeakSet()  # wrappers that have compiled a step
 _warned = False  # whether the budget's warning has been given in this process
 
 
 def compiled_steps() -> int:
     """Compiled decode steps alive in this process, over every model; see ``MAX_COMPILED_STEPS``."""
-    return sum(step is not None for model in list(_models) for step in model._steps.values())
+    return sum(step is not None for c in list(_compilers) for step in c._steps.values())
 
 
 def _own_code(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -92,60 +96,69 @@ def _own_code(fn: Callable[..., Any]) -> Callable[..., Any]:
     return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
 
 
-class CompiledGPT(GPT):
-    """``pure.GPT`` with a rounded-up static cache and a compiled decode step."""
+class CompiledDecode(nn.Module, GPT2):
+    """A :class:`zoo.nn.GPT` whose one-token decode steps run compiled; everything else is the model's own."""
 
-    def __init__(self, config: zoo.GPT2Config) -> None:
-        super().__init__(config)
+    def __init__(self, model: GPT) -> None:
+        super().__init__()
+        self.model = model
+        self.config = model.config
         # (batch, cache slots) -> the decode step compiled for it (None: decoded eagerly), made on first use
         self._steps: dict[tuple[int, int], Callable[..., torch.Tensor] | None] = {}
         self._no_padding: torch.Tensor | None = None  # keys [max_batch_size, S] when nothing is padded
 
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
     def setup_caches(self, max_batch_size: int, max_seq_length: int) -> None:
-        zoo.check_cache_size(self.config, max_batch_size, max_seq_length)
         S = cache_length(max_seq_length, self.config.n_positions)
-        self.max_batch_size, self.max_seq_length = max_batch_size, max_seq_length
-        shape = (max_batch_size, self.config.n_head, S, self.config.head_size)
-        for block in self.h:
-            cache = block.attn.kv_cache
-            if cache is not None and tuple(cache.k.shape) == shape and cache.k.dtype == self.dtype:
-                cache.k.zero_()  # the same buffers: the compiled step's guards keep holding
-                cache.v.zero_()
-            else:
-                block.attn.kv_cache = KVCache(max_batch_size, S, self.config.n_head, self.config.head_size,
-                                              self.device, self.dtype)
+        self.model.setup_caches(max_batch_size, max_seq_length, cache_length=S)
         if self._no_padding is None or tuple(self._no_padding.shape) != (max_batch_size, S):
             self._no_padding = torch.ones(max_batch_size, S, dtype=torch.bool, device=self.device)
-        self.cache_length = S
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 input_pos: torch.Tensor | None = None) -> torch.Tensor:
-        zoo.check_inputs(self.config, input_ids, attention_mask, input_pos, device=self.device,
-                         max_seq_length=self.max_seq_length, max_batch_size=self.max_batch_size)
-        if input_pos is not None and input_ids.size(1) == 1:
-            return self._decode(input_ids, attention_mask, input_pos)
-        return self.run(input_ids, *self.positions(input_ids, attention_mask, input_pos), input_pos)
+        if input_pos is None or input_ids.size(1) != 1:
+            return self.model(input_ids, attention_mask, input_pos)
+        m = self.model
+        check_inputs(self.config, input_ids, attention_mask, input_pos, device=self.device,
+                     max_seq_length=m.max_seq_length, max_batch_size=m.max_batch_size)
+        return self._decode(input_ids, attention_mask, input_pos)
+
+    def import_weights(self, weights: Mapping[str, Any]) -> None:
+        self.model.import_weights(weights)
+        self._steps = {}  # freezing folded the old weights into the compiled steps: compile again when next used
+
+    def export_weights(self) -> dict[str, torch.Tensor]:
+        return self.model.export_weights()
+
+    def weight_bytes(self) -> int:
+        return self.model.weight_bytes()
 
     # -- the compiled decode step ------------------------------------------------------------
     def _decode(self, idx: torch.Tensor, attention_mask: torch.Tensor | None,
                 input_pos: torch.Tensor) -> torch.Tensor:
         assert self._no_padding is not None  # check_inputs: input_pos needs setup_caches()
-        B = idx.size(0)
+        B, S = idx.size(0), self.model.cache_length
         if attention_mask is None:
             keys = self._no_padding[:B]  # (B, S)
         else:
-            keys = F.pad(attention_mask.bool(), (0, self.cache_length - attention_mask.size(1)))  # (B, S)
-        key = (B, self.cache_length)
-        if key not in self._steps:
-            return self._first_step(key, idx, input_pos, keys)
-        step = self._steps[key]
+            keys = F.pad(attention_mask.bool(), (0, S - attention_mask.size(1)))  # (B, S)
+        if (B, S) not in self._steps:
+            return self._first_step((B, S), idx, input_pos, keys)
+        step = self._steps[(B, S)]
         with torch.no_grad():  # as when it was compiled: a change of grad mode would compile it again
             if step is None:
-                return decode_step(self, idx, input_pos, keys)
+                return decode_step(self.model, idx, input_pos, keys)
             if self.device.type == "cuda":
                 torch.compiler.cudagraph_mark_step_begin()  # a new step: the last one's outputs may be reused
-                return step(self, idx, input_pos, keys).clone()  # the graph's output buffer is reused next step
-            return step(self, idx, input_pos, keys)
+                return step(self.model, idx, input_pos, keys).clone()  # the graph's output buffer is reused
+            return step(self.model, idx, input_pos, keys)
 
     def _first_step(self, key: tuple[int, int], idx: torch.Tensor, input_pos: torch.Tensor,
                     keys: torch.Tensor) -> torch.Tensor:
@@ -160,9 +173,9 @@ class CompiledGPT(GPT):
             _warned = True
             self._steps[key] = None
             with torch.no_grad():
-                return decode_step(self, idx, input_pos, keys)
+                return decode_step(self.model, idx, input_pos, keys)
         progress.info("compiling the decode step for batch %d, cache %d (%s, %s): the first call takes about %.0f s",
-                 B, S, self.device.type, str(self.dtype).removeprefix("torch."), self.compile_seconds())
+                      B, S, self.device.type, str(self.dtype).removeprefix("torch."), self.compile_seconds())
         mode = CUDA_MODE if self.device.type == "cuda" else CPU_MODE
         start = time.perf_counter()
         with warnings.catch_warnings():
@@ -175,9 +188,9 @@ class CompiledGPT(GPT):
             with torch.no_grad(), torch._inductor.config.patch(INDUCTOR.get(self.device.type, {})):
                 if self.device.type == "cuda":
                     torch.compiler.cudagraph_mark_step_begin()
-                logits = step(self, idx, input_pos, keys)
+                logits = step(self.model, idx, input_pos, keys)
         self._steps[key] = step
-        _models.add(self)
+        _compilers.add(self)
         progress.info("compiled the decode step for batch %d, cache %d in %.1f s", B, S, time.perf_counter() - start)
         return logits.clone() if self.device.type == "cuda" else logits
 
@@ -186,22 +199,10 @@ class CompiledGPT(GPT):
         fixed, per_million = COMPILE_SECONDS.get(self.device.type, COMPILE_SECONDS["cpu"])
         return fixed + per_million * self.config.n_params / 1e6
 
-    def import_weights(self, weights: Mapping[str, Any]) -> None:
-        super().import_weights(weights)
-        # freezing folded the old weights into the compiled steps as constants: compile again when next used
-        self._steps = {}
 
-
-class CompiledInt8GPT(CompiledGPT, Int8GPT):
-    """``quantised``'s weight-only int8 model (bfloat16 activations) with the compiled decode step.
-
-    gpt-fast runs its quantised models compiled. Under max-autotune, Inductor
-    picks for each int8 matmul between aten's weight-only kernel and GEMM
-    kernels it generates, and fuses the LayerNorms, GELU and residual adds
-    around them: at 124M, batch 1, a step took 13 ms against 20.5 ms eager,
-    80% of which was ``_weight_int8pack_mm`` (2-core CPU).
-    """
-
-
-class CompiledInt4GPT(CompiledGPT, Int4GPT):
-    """``quantised-int4``'s model (int4 blocks, int8 tied embedding) with the compiled decode step."""
+def compile_decode(model: GPT) -> CompiledDecode:
+    """``model`` with its one-token decode steps compiled (see the module docstring); the model is shared, not copied."""
+    if not isinstance(model, GPT):
+        raise TypeError(f"compile_decode takes a zoo.nn.GPT (or a subclass), got {type(model).__name__}: "
+                        "the compiled step calls its positions-free run(); build the model with zoo.nn.build")
+    return CompiledDecode(model)

@@ -1,31 +1,42 @@
-"""Weight-only int8 and int4 GPT-2: ``pure``'s model with its Linear layers swapped, gpt-fast style.
+"""The quantised layers of the zoo's schemes: weight-only int8 and int4 Linears, and the int8 tied embedding.
 
-Two steps, as in gpt-fast: quantise a float tensor (:func:`quantise_int8`,
-:func:`quantise_int4`), then swap modules on an existing ``pure`` model
-(:meth:`QuantisedGPT.__init__`). Attention, the static KV cache, padding,
-LayerNorms and the position embedding are ``pure``'s own, run in bfloat16.
+gpt-fast's two steps: quantise a float tensor (:func:`quantise_int8`,
+:func:`quantise_int4`), and a module that holds the result and multiplies by
+it (:class:`Int8Linear`, :class:`Int4Linear`). :func:`zoo.nn.quantise_` swaps
+them into a :class:`zoo.nn.GPT`; the table in :mod:`zoo.nn.schemes` says
+which scheme uses which.
 
-Unlike gpt-fast's int8 Linear, every quantised Linear keeps its bias, and
-``lm_head`` is not quantised as a Linear of its own: :class:`TiedEmbedding`
-holds GPT-2's token embedding once, as int8 with one scale per vocabulary row,
-and serves both the lookup (gathered rows dequantised) and the logits (the
-same int8 tensor in ``_weight_int8pack_mm``: a row scale of ``wte`` is an
-output-channel scale of ``lm_head``).
+What a quantised Linear offers the model (the whole contract):
+``cls(in_features, out_features, bias=True)``, ``load(weight)`` (quantise a
+float ``[out, in]`` weight and keep it), a ``bias`` buffer, ``dequantised(dtype)``
+(the weight it computes with) and ``forward``. Unlike gpt-fast's int8 Linear,
+every one keeps its bias.
+
+:class:`TiedEmbedding` holds GPT-2's token embedding once, as int8 with one
+scale per vocabulary row, and serves both the lookup (gathered rows
+dequantised) and the logits (:class:`TiedHead`: the same int8 tensor in
+``_weight_int8pack_mm``, since a row scale of ``wte`` is an output-channel
+scale of ``lm_head``). The vocabulary is never padded, so no padded id can be
+returned or sampled.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator, Mapping
-from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import zoo
-from zoo.weight_map import CANONICAL, CanonicalWeights, to_canonical
-
-from ..pure.model import GPT
+__all__ = [
+    "DENSE_FROM_ROWS",
+    "INT4_GROUP",
+    "Int4Linear",
+    "Int8Linear",
+    "TiedEmbedding",
+    "TiedHead",
+    "quantise_int4",
+    "quantise_int8",
+    "unpack_int4",
+]
 
 ACTIVATIONS = torch.bfloat16  # the CPU kernels are fast with bfloat16 activations, slow with float32
 INT8_K_MULTIPLE = 16  # _weight_int8pack_mm on the CPU reads garbage (or crashes) unless K % 16 == 0
@@ -134,9 +145,9 @@ class Int4Linear(nn.Module):
 
     weight: torch.Tensor  # (Np, Kp / 2) uint8, the kernel's packed layout
     scales_and_zeros: torch.Tensor  # (Kp / group, Np, 2) bfloat16
-    bias: torch.Tensor
+    bias: torch.Tensor | None  # (N,) bfloat16
 
-    def __init__(self, in_features: int, out_features: int) -> None:
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.k_padded = _round_up(in_features, INT4_GROUP)
@@ -145,7 +156,7 @@ class Int4Linear(nn.Module):
         self.register_buffer("weight", packed)
         self.register_buffer("scales_and_zeros",
                              torch.zeros(self.k_padded // INT4_GROUP, self.n_padded, 2, dtype=ACTIVATIONS))
-        self.register_buffer("bias", torch.zeros(out_features, dtype=ACTIVATIONS))
+        self.register_buffer("bias", torch.zeros(out_features, dtype=ACTIVATIONS) if bias else None)
         self.unpackable = False  # whether unpack_int4 reads the kernel's layout here; set by load()
 
     def load(self, w: torch.Tensor) -> None:
@@ -184,7 +195,10 @@ class Int4Linear(nn.Module):
             return F.linear(x2, self.dequantised(ACTIVATIONS), self.bias).view(*lead, self.out_features)
         y = torch.ops.aten._weight_int4pack_mm_for_cpu(_pad_last(x2, self.k_padded), self.weight, INT4_GROUP,
                                                        self.scales_and_zeros)  # (M, Np)
-        return (y[:, : self.out_features] + self.bias).view(*lead, self.out_features)  # (.., N)
+        y = y[:, : self.out_features]  # (M, N)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.view(*lead, self.out_features)
 
 
 class TiedEmbedding(Int8Linear):
@@ -217,109 +231,3 @@ class TiedHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embedding.logits(x)
-
-
-# -- the model ----------------------------------------------------------------------------
-class QuantisedGPT(GPT):
-    """``pure.GPT`` with weight-only quantised Linears (``linear``) and an int8 tied embedding."""
-
-    linear: type[Int8Linear] | type[Int4Linear] = Int8Linear
-
-    def __init__(self, config: zoo.GPT2Config) -> None:
-        super().__init__(config)
-        self.to(dtype=ACTIVATIONS)  # wpe and the LayerNorms; the Linears are replaced below
-        for block in self.h:
-            for parent, name in ((block.attn, "c_attn"), (block.attn, "c_proj"),
-                                 (block.mlp, "c_fc"), (block.mlp, "c_proj")):
-                dense = getattr(parent, name)
-                setattr(parent, name, self.linear(dense.in_features, dense.out_features))
-        embedding = TiedEmbedding(config.vocab_size, config.n_embd)
-        self.wte = embedding  # type: ignore[assignment]
-        self.lm_head = TiedHead(embedding)  # type: ignore[assignment]
-
-    @classmethod
-    def build(cls, config: zoo.GPT2Config, *, device: torch.device | str = "cpu",
-              dtype: torch.dtype = ACTIVATIONS) -> QuantisedGPT:
-        """Random GPT-2 weights drawn from torch's global RNG as ``pure.GPT.build`` draws them, quantised."""
-        if dtype != ACTIVATIONS:
-            raise zoo.CapabilityError(f"{cls.__name__} computes in bfloat16 only, not {dtype}; "
-                                      "pass dtype=torch.bfloat16")
-        if torch.device(device).type != "cpu":
-            raise zoo.CapabilityError(f"{cls.__name__} runs on the CPU only (its kernels are the "
-                                      f"CPU ones), not on {device}; pass device='cpu'")
-        with torch.device("meta"):
-            model = cls(config)
-        model.to_empty(device=device)
-        model.import_weights(zoo.random_weights(config, seed=int(torch.randint(2**31, ()))))
-        return model.eval()
-
-    @property
-    def device(self) -> torch.device:
-        return self.wpe.weight.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.wpe.weight.dtype
-
-    def _quantised(self) -> Iterator[tuple[str, Int8Linear | Int4Linear]]:
-        for name, module in self.named_modules():  # wte once: named_modules skips the tie's second name
-            if isinstance(module, Int8Linear | Int4Linear):
-                yield name, module
-
-    def import_weights(self, weights: Mapping[str, Any]) -> None:
-        """Quantise each canonical tensor as it arrives: no float copy of the model is ever held."""
-        if not isinstance(weights, CanonicalWeights):  # a plain dict: check every key and shape first
-            weights = to_canonical(weights, self.config, CANONICAL)
-        params = dict(self.named_parameters())
-        layers = dict(self._quantised())
-        with torch.no_grad():
-            for name in weights:
-                tensor = torch.as_tensor(weights[name])
-                owner, _, kind = name.rpartition(".")
-                if owner in layers:
-                    layer = layers[owner]
-                    expected: tuple[int, ...] = ((layer.out_features, layer.in_features) if kind == "weight"
-                                                 else (layer.out_features,))
-                else:
-                    expected = tuple(params[name].shape)
-                if tuple(tensor.shape) != expected:
-                    raise zoo.WeightsMismatchError(
-                        f"{name} is {list(tensor.shape)}, expected {list(expected)} for {self.config}",
-                        mismatched=[(name, tuple(tensor.shape), expected)],
-                    )
-                if owner not in layers:
-                    params[name].copy_(tensor)
-                elif kind == "weight":
-                    layers[owner].load(tensor)
-                else:
-                    bias = layers[owner].bias
-                    if bias is None:  # the canonical names hold no bias for the tied embedding
-                        raise zoo.WeightsMismatchError(f"{name} is not a GPT-2 weight: {owner} has no bias",
-                                                     unexpected=[name])
-                    bias.copy_(tensor)
-
-    def export_weights(self) -> dict[str, torch.Tensor]:
-        """The canonical state dict, dequantised to float32 (lossy: what the model computes with)."""
-        out = {name: p.detach().float() for name, p in self.named_parameters()}
-        for name, layer in self._quantised():
-            out[f"{name}.weight"] = layer.dequantised()
-            if layer.bias is not None:
-                out[f"{name}.bias"] = layer.bias.float()
-        return out
-
-    def weight_bytes(self) -> int:
-        """Bytes held by the model's weights (each storage counted once; KV cache excluded)."""
-        tensors = [*self.parameters(), *(b for n, b in self.named_buffers() if ".kv_cache." not in f".{n}")]
-        return sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}.values())
-
-
-class Int8GPT(QuantisedGPT):
-    """Every Linear int8 per output channel."""
-
-    linear = Int8Linear
-
-
-class Int4GPT(QuantisedGPT):
-    """Every Linear of the blocks int4 in groups of ``INT4_GROUP``; the tied embedding stays int8."""
-
-    linear = Int4Linear

@@ -1,0 +1,75 @@
+"""GPT-2 in PyTorch, and the transforms the zoo's torch variants are made of.
+
+- :class:`GPT` (:mod:`zoo.nn.model`): the model, in the nanoGPT style, with
+  Hugging Face's module names and a static KV cache. ``pure`` is this model.
+- :func:`quantise_` (:mod:`zoo.nn.quantise`): swaps a model's Linears and its
+  tied embedding for quantised ones, as a row of :data:`SCHEMES`
+  (:mod:`zoo.nn.schemes`) says. ``quantised`` and ``quantised-int4`` are this.
+- :func:`compile_decode` (:mod:`zoo.nn.compile`): wraps a model so that its
+  one-token decode steps run under ``torch.compile``. ``compiled``,
+  ``quantised-compiled`` and ``quantised-int4-compiled`` are this.
+- :func:`build`: allocates a model once on its device, quantises and compiles
+  it as asked, and fills it with weights (never a random init first).
+- :func:`declare`: a ``zoo.Variant`` for any (scheme, compiled) pair, as the
+  built-in plugins declare theirs.
+
+Importing this package imports no torch (listing variants stays cheap); the
+names above import their module on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from .._interface import Capabilities, Tolerances, Variant
+from .schemes import SCHEMES, Scheme, get_scheme
+
+if TYPE_CHECKING:
+    from .compile import compile_decode
+    from .model import GPT, build
+    from .quantise import quantise_
+
+__all__ = ["GPT", "SCHEMES", "Scheme", "build", "compile_decode", "declare", "get_scheme", "quantise_"]
+
+_LAZY = {"GPT": "model", "build": "model", "quantise_": "quantise", "compile_decode": "compile"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _build(config: Any, *, scheme: str | Scheme | None, compiled: bool, device: Any = "cpu", dtype: Any = None,
+           weights: Any = None) -> Any:
+    from .model import build
+
+    return build(config, scheme=scheme, compiled=compiled, device=device, dtype=dtype, weights=weights)
+
+
+def declare(name: str, summary: str, *, scheme: Scheme | str | None = None, compiled: bool = False,
+            notes: str = "", **capabilities: Any) -> Variant:
+    """The ``zoo.Variant`` of :class:`GPT`, quantised with ``scheme`` and/or with a compiled decode step.
+
+    A scheme fixes what a quantised model offers: its devices, its one dtype
+    (the activations'), approximate logits held to the scheme's tolerances,
+    lossy export, no training, and its precision family. ``capabilities``
+    are the remaining :class:`zoo.Capabilities` fields (``devices``,
+    ``dtypes``, ``trainable``, ``test_configs``...), and override those.
+    ``build`` imports torch only when called.
+    """
+    caps = Capabilities()
+    tolerances = Tolerances()
+    precision = ""
+    if scheme is not None:
+        row = get_scheme(scheme)
+        caps = replace(caps, devices=row.devices, dtypes=(row.activations,), exact=False,
+                       trainable=False, lossless_weights=False)
+        tolerances, precision = row.tolerances, row.precision
+    caps = replace(caps, **capabilities)
+    build = functools.partial(_build, scheme=scheme, compiled=compiled)
+    return Variant(name=name, build=build, summary=summary, capabilities=caps, tolerances=tolerances,
+                   notes=notes, precision=precision)
