@@ -14,12 +14,13 @@ Python's standard library source, and judges each variant on held-out files:
   SHA-256 of its path relative to the root, read as an integer, is divisible
   by ``--held-out-every`` (10). A file's side never depends on which other
   files exist, so the split holds across Python versions;
-- training: ``zoo.load("pure", None, config=...)`` and ``torch.optim.AdamW``
-  (warm-up, then cosine decay; no weight decay on biases and LayerNorms) on
-  random windows of the training stream; the weights are written with
-  ``zoo.convert`` as a ``save_pretrained`` folder (``OUT/model``) that also
-  holds a ``training.json`` record (settings, split, losses), so
-  ``--weights OUT/model`` evaluates again without training, on the same split;
+- training (``scripts/quantisation_training.py``): ``zoo.load("pure", None,
+  config=...)`` and ``torch.optim.AdamW`` (warm-up, then cosine decay; no weight
+  decay on biases and LayerNorms) on random windows of the training stream; the
+  weights are written with ``zoo.convert`` as a ``save_pretrained`` folder
+  (``OUT/model``) that also holds a ``training.json`` record (settings, split,
+  losses), so ``--weights OUT/model`` evaluates again without training, on the
+  same split;
 - evaluation: ``--eval-tokens`` held-out targets in windows of ``--context``
   tokens spread evenly over the held-out stream, and for every variant on the
   same windows: perplexity, its ratio to ``pure`` float32's, the mean
@@ -55,6 +56,11 @@ import torch
 import torch.nn.functional as F
 
 import zoo
+
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:  # run as a script it is there already; loaded by path (the tests), it is not
+    sys.path.insert(0, HERE)
+from quantisation_training import train  # noqa: E402 - the training half, beside this file
 
 MiB = 1024 * 1024
 EXCLUDED_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"})
@@ -162,75 +168,7 @@ def unigram_perplexity(train: torch.Tensor, targets: torch.Tensor, vocab_size: i
     return math.exp(-float(logp[targets.flatten()].mean()))
 
 
-# -- training -------------------------------------------------------------------------------
-def lr_at(step: int, steps: int, lr: float) -> float:
-    """Linear warm-up over the first 10% of steps, then cosine decay to a tenth of ``lr``."""
-    warmup = max(1, steps // 10)
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    done = (step - warmup) / max(1, steps - warmup)
-    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * done)))
-
-
-def train(config: zoo.GPT2Config, corpus: Corpus, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    """Train ``pure`` on random windows of the training stream; returns the model and a record."""
-    torch.manual_seed(args.seed)
-    model: Any = zoo.load("pure", None, config=config, seed=args.seed)
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]  # matrices and embeddings; not biases or LayerNorms
-    no_decay = [p for p in params if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=args.lr, betas=(0.9, 0.95),
-    )
-    generator = torch.Generator().manual_seed(args.seed)
-    data = corpus.train
-    if data.numel() <= args.context + 1:
-        raise SystemExit(f"error: {data.numel()} training tokens cannot fill a window of "
-                         f"--context={args.context}; lower --context or raise --max-files")
-    losses: list[float] = []
-    start = time.perf_counter()
-    for step in range(args.steps):
-        starts = torch.randint(data.numel() - args.context - 1, (args.batch,), generator=generator)
-        batch = torch.stack([data[s: s + args.context + 1] for s in starts.tolist()])  # (B, T + 1)
-        logits = model(batch[:, :-1])  # (B, T, V)
-        loss = F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, args.steps, args.lr)
-        optimizer.step()
-        losses.append(loss.item())
-        if step % args.log_every == 0 or step == args.steps - 1:
-            elapsed = time.perf_counter() - start
-            rate = (step + 1) * args.batch * args.context / elapsed
-            progress(f"step {step:5d}/{args.steps}  loss {losses[-1]:.3f}  "
-                     f"{rate:,.0f} tokens/s  {elapsed:.0f}s")
-    model.eval()
-    tail = losses[-max(1, len(losses) // 10):]  # the last tenth, so one noisy batch does not decide
-    record = {"steps": args.steps, "batch": args.batch, "context": args.context, "lr": args.lr,
-              "seed": args.seed, "threads": args.threads, "initial_loss": losses[0],
-              "final_loss": sum(tail) / len(tail), "losses": losses,
-              "seconds": time.perf_counter() - start,
-              "tokens_seen": args.steps * args.batch * args.context}
-    return model, record
-
-
 # -- evaluation -----------------------------------------------------------------------------
-def weight_bytes(model: Any) -> int:
-    """The model's own ``weight_bytes()`` where it offers one; else the storages its exported weights use.
-
-    ``pure`` and ``cpu`` export tensors that share memory with the model, so
-    counting each storage once measures what the model holds.
-    """
-    if hasattr(model, "weight_bytes"):
-        return int(model.weight_bytes())
-    tensors = [torch.as_tensor(t) for t in model.export_weights().values()]
-    return sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}.values())
-
-
 @dataclasses.dataclass
 class Score:
     """Sums over the evaluated targets, turned into the table's figures by :meth:`row`."""
@@ -252,7 +190,7 @@ class Score:
     def row(self, judged: Judged, model: Any, baseline_ppl: float | None) -> dict[str, Any]:
         ppl = math.exp(self.nll / self.count)
         return {"label": judged.label, "variant": judged.name,
-                "dtype": str(model.dtype).removeprefix("torch."), "weight_bytes": weight_bytes(model),
+                "dtype": str(model.dtype).removeprefix("torch."), "weight_bytes": int(model.weight_bytes()),
                 "perplexity": ppl,
                 "ratio_to_float32": ppl / (baseline_ppl if baseline_ppl is not None else ppl),
                 "mean_kl_from_float32": self.kl / self.count, "top1_agreement": self.agree / self.count,
@@ -395,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.weights is None:
         config = zoo.GPT2Config(n_positions=max(args.context, 128), n_embd=args.n_embd,
                                 n_layer=args.n_layer, n_head=args.n_head)
-        model, training = train(config, corpus, args)
+        model, training = train(config, corpus.train, args, progress)
         weights = args.out / "model"
         args.out.mkdir(parents=True, exist_ok=True)
         zoo.convert(model.export_weights(), weights, to="hf", config=config, layout="canonical", force=True)

@@ -28,6 +28,7 @@ from ._interface import GPT2, Capabilities, Tolerances, Variant
 from ._load import load
 from ._registry import (
     broken_plugins,
+    distribution_of,
     get_variant,
     list_variants,
     plugin_manager,
@@ -63,6 +64,7 @@ __all__ = [
     "check_cache_size",
     "check_inputs",
     "convert",
+    "distribution_of",
     "generate",
     "get_tokenizer",
     "get_variant",

@@ -88,6 +88,7 @@ def format_report(report: dict[str, Any]) -> str:
     machine = report["machine"]
     bw = report["bandwidth"]
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
+    reference = f"`{rows[0]['label']}`" if rows and rows[0]["kind"] == "reference" else "the reference"
     lines = [
         f"Machine: {machine.get('gpu') or machine['cpu']}, {machine['cores']} cores"
         + (f", {machine['memory_bytes'] / 2**30:.0f} GiB" if machine.get("memory_bytes") else "")
@@ -96,7 +97,7 @@ def format_report(report: dict[str, Any]) -> str:
         (f"Shape: {report['config'].get('n_layer')} layers x {report['config'].get('n_embd')}, random weights; "
          f"{settings['warmup']} warm-up + {settings['runs']} runs, medians; decode: {settings['prompt_tokens']}-token"
          f" prompt, {settings['new_tokens']} new tokens, greedy, KV cache. Ratios in brackets are against "
-         "`hf generate float32` (above 1 is faster; memory: below 1 is smaller)."),
+         f"{reference} (above 1 is faster; memory: below 1 is smaller)."),
         "",
     ]
     header = (["subject"] + [f"prefill {k} tok/s" for k in prefill] + [f"decode {k} tok/s" for k in decode]

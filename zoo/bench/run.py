@@ -8,21 +8,22 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .._config import GPT2Config
-from .._errors import CapabilityError, ZooError
-from .._registry import distribution_of, get_variant, list_variants
+import zoo
+from zoo import CapabilityError, GPT2Config, Variant, ZooError
+
 from .machine import describe
 
-__all__ = ["REFERENCE", "Settings", "Subject", "run_bench", "subjects_for"]
+__all__ = ["REFERENCE_DTYPE", "NoReferenceError", "Settings", "Subject", "family_of", "reference_variant",
+           "run_bench", "subjects_for"]
 
 log = logging.getLogger("zoo")
 
-REFERENCE = "hf"  # every ratio is against Hugging Face transformers, float32, in the same run
+REFERENCE_DTYPE = "float32"  # every ratio is against the reference at float32, in the same run
 
 
 @dataclass(frozen=True)
@@ -67,24 +68,57 @@ class Subject:
 
     @property
     def label(self) -> str:
-        name = "hf generate" if self.kind == "reference" else self.name
+        name = f"{self.name} generate" if self.kind == "reference" else self.name  # timed through generate()
         if self.kind == "variant" and self.family != self.precision:  # quantised: int8 weights, bf16 activations
             return f"{name} {self.family}/{self.precision}"
         return f"{name} {self.precision}"
 
 
-_FAMILY = {"quantised": "int8", "quantised-compiled": "int8", "quantised-int4": "int4",
-           "quantised-int4-compiled": "int4"}  # variants whose dtype is not their precision
+class NoReferenceError(ZooError, LookupError):
+    """Not exactly one registered variant declares ``reference=True``."""
+
+    def __str__(self) -> str:  # LookupError would quote the message like a key
+        return str(self.args[0]) if self.args else ""
+
+
+def reference_variant(variants: Iterable[Variant] | None = None) -> Variant:
+    """The variant every other is measured against: the one that declares ``reference=True``.
+
+    :param variants: where to look (default: every registered variant).
+    :raises NoReferenceError: if none or several declare it, saying how to fix it.
+    """
+    if variants is None:
+        variants = [zoo.get_variant(name) for name in zoo.list_variants()]
+    found = [v for v in variants if v.reference]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        broken = "; ".join(f"{b.name}: {b.message}" for b in zoo.broken_plugins())
+        raise NoReferenceError(
+            "no registered variant declares reference=True, so there is nothing to measure the others against; "
+            "install (or repair) the plugin that provides the reference, or register one with "
+            "zoo.register(zoo.Variant(..., reference=True))" + (f" (broken plugins: {broken})" if broken else "")
+        )
+    declared = ", ".join(f"{v.name!r} ({v.source or 'no source'})" for v in found)
+    raise NoReferenceError(
+        f"{len(found)} variants declare reference=True: {declared}; exactly one may, so "
+        "unregister the others (zoo.unregister(NAME)) or uninstall the packages that declare them"
+    )
+
+
+def family_of(variant: Variant, dtype: str) -> str:
+    """The zoo's name for what ``variant`` computes with at ``dtype``: its declared precision, else the dtype."""
+    return variant.precision or dtype
 
 
 def _variant_subject(spec: str, dtype: str | None, device: str) -> Subject:
     name, _, asked = spec.partition("@")
-    variant = get_variant(name)  # unknown names raise here, with close matches
+    variant = zoo.get_variant(name)  # unknown names raise here, with close matches
     caps = variant.capabilities
     precision = asked or dtype or caps.dtypes[0]
-    family = _FAMILY.get(name, precision)
+    family = family_of(variant, precision)
     skip = ""
-    if distribution_of(name) is None:
+    if zoo.distribution_of(name) is None:
         skip = (f"{name} was registered at run time, which the benchmark's worker processes cannot see; "
                 "install it as a plugin (entry-point group 'zoo') to measure it")
     elif precision not in caps.dtypes:
@@ -95,9 +129,14 @@ def _variant_subject(spec: str, dtype: str | None, device: str) -> Subject:
 
 
 def subjects_for(names: Sequence[str], peers: Sequence[str], dtype: str | None, device: str) -> list[Subject]:
-    """The reference first, then the variants (``NAME`` or ``NAME@DTYPE``), then the peers' precisions."""
-    subjects = [Subject("reference", REFERENCE, "float32", "float32")]
-    chosen = list(names) or [n for n in list_variants() if n != REFERENCE]
+    """The reference first, then the variants (``NAME`` or ``NAME@DTYPE``), then the peers' precisions.
+
+    The reference is :func:`reference_variant`, timed at :data:`REFERENCE_DTYPE`;
+    without ``names``, every other registered variant follows it.
+    """
+    reference = reference_variant()
+    subjects = [Subject("reference", reference.name, REFERENCE_DTYPE, family_of(reference, REFERENCE_DTYPE))]
+    chosen = list(names) or [n for n in zoo.list_variants() if n != reference.name]
     subjects += [_variant_subject(spec, dtype, device) for spec in chosen]
     if peers:
         from .peers import get_peer
@@ -124,14 +163,12 @@ def default_work_dir() -> Path:
 
 def prepare_weights(config: GPT2Config, work_dir: Path, seed: int = 0) -> Path:
     """GPT-2's random initialisation at ``config``'s shape, as a float32 ``save_pretrained`` folder (cached)."""
-    from .._convert import convert
-    from .._weights import random_weights
-
     folder = work_dir / f"random-{config.n_layer}x{config.n_embd}-v{config.vocab_size}-p{config.n_positions}-s{seed}"
     if not (folder / "model.safetensors").is_file():
         work_dir.mkdir(parents=True, exist_ok=True)
         log.info("writing random weights for %s to %s", config, folder)
-        convert(random_weights(config, seed), folder, to="hf", config=config, layout="canonical", force=True)
+        zoo.convert(zoo.random_weights(config, seed), folder, to="hf", config=config, layout="canonical",
+                    force=True)
     return folder
 
 

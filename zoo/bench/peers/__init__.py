@@ -26,7 +26,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..._errors import ZooError
+from zoo import ZooError
+
 from ..runners import Runner
 from ._ctranslate2 import CTranslate2Runner
 from ._llama_cpp import LlamaCppRunner

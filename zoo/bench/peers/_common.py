@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..._config import GPT2Config
-from ..._errors import CapabilityError, WeightsSourceError
+from zoo import CapabilityError, GPT2Config, WeightsSourceError
+
 from ..runners import Runner
 
 log = logging.getLogger("zoo")

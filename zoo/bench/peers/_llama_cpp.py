@@ -26,7 +26,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..._errors import WeightsError, ZooError
+from zoo import WeightsError, ZooError
+
 from ._common import PeerRunner, cached
 
 __all__ = ["LlamaCppRunner"]
