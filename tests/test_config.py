@@ -14,6 +14,7 @@ from transformers import GPT2LMHeadModel
 
 import zoo
 from zoo import ConfigError, GPT2Config
+from zoo.weight_map import canonical_shapes
 
 SMALL = [
     GPT2Config(vocab_size=300, n_positions=64, n_embd=64, n_layer=2, n_head=4),
@@ -92,6 +93,11 @@ def test_n_params_of_gpt2_small_is_124m():
 @pytest.mark.parametrize("config", [*SMALL, GPT2Config.preset("gpt2-medium")], ids=str)
 def test_n_params_equals_gpt2lmheadmodel(config):
     assert config.n_params == hf_param_count(config)
+
+
+@pytest.mark.parametrize("config", SMALL + list(zoo.PRESETS.values()), ids=str)
+def test_n_params_is_the_sizes_of_the_weight_map_spec_summed(config):
+    assert config.n_params == sum(math.prod(shape) for shape in canonical_shapes(config).values())
 
 
 # -- Hugging Face round trip ------------------------------------------------------------------------

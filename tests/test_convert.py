@@ -16,7 +16,8 @@ import zoo
 from zoo import ConfigError, GPT2Config, WeightsError, WeightsMismatchError, WeightsSourceError
 from zoo._cli import main
 from zoo._convert import convert
-from zoo.weight_map import HF, canonical_shapes, from_canonical
+from zoo.formats import FORMATS
+from zoo.weight_map import HF, NANOGPT, canonical_shapes, from_canonical
 
 CONFIG = GPT2Config(vocab_size=300, n_positions=16, n_embd=32, n_layer=2, n_head=4)
 
@@ -89,7 +90,7 @@ def test_the_nanogpt_checkpoint_is_what_nanogpt_saves(tmp_path, source, weights)
 
 
 def test_a_compiled_nanogpt_state_dict_converts(tmp_path, weights):
-    checkpoint = {"model": {"_orig_mod." + k: v for k, v in from_canonical(weights, zoo.weight_map.NANOGPT)},
+    checkpoint = {"model": {"_orig_mod." + k: v for k, v in from_canonical(weights, NANOGPT)},
                   "model_args": {"n_layer": 2, "n_head": 4, "n_embd": 32, "block_size": 16, "bias": True,
                                  "vocab_size": 300}}
     torch.save(checkpoint, tmp_path / "ckpt.pt")
@@ -98,7 +99,7 @@ def test_a_compiled_nanogpt_state_dict_converts(tmp_path, weights):
 
 
 def test_a_bare_nanogpt_state_dict_needs_its_layout_named(tmp_path, capsys, weights):
-    torch.save(dict(from_canonical(weights, zoo.weight_map.NANOGPT)), tmp_path / "sd.pt")
+    torch.save(dict(from_canonical(weights, NANOGPT)), tmp_path / "sd.pt")
     (tmp_path / "config.json").write_text(CONFIG.to_hf().to_json_string())
     code, _, err = cli(capsys, tmp_path / "sd.pt", tmp_path / "out.bin", "--to", "llmc")
     assert code == 1 and err.count("\n") == 1  # the mismatch report, in one line
@@ -231,7 +232,7 @@ def gguf_with(tmp_path: Path, arch: str = "gpt2", drop: str | None = None, **ove
         writer.add_uint32(f"{arch}.attention.head_count" if key == "head_count" else f"{arch}.{key}", value)
     writer.add_float32(f"{arch}.attention.layer_norm_epsilon", 1e-5)
     for name, shape in canonical_shapes(CONFIG).items():
-        key = zoo.weight_map.GGUF.key(name)
+        key = FORMATS["gguf"].layout.key(name)
         if key != drop:
             writer.add_tensor(key, np.zeros(shape, dtype=np.float32))
     writer.write_header_to_file()
@@ -345,13 +346,11 @@ def test_formats_without_an_epsilon_refuse_another(tmp_path, weights):
 
 
 def test_a_failing_writer_leaves_no_temporary_files(tmp_path, weights, monkeypatch):
-    import zoo._convert
-
     def broken(weights, config, path, dtype):
         Path(path).write_bytes(b"half")
         raise WeightsError("disk full")
 
-    monkeypatch.setitem(zoo._convert.WRITERS, "gguf", broken)
+    monkeypatch.setattr(FORMATS["gguf"].module, "write", broken)
     with pytest.raises(WeightsError, match="disk full"):
         convert(weights, tmp_path / "m.gguf", to="gguf", config=CONFIG, layout="canonical")
     assert listing(tmp_path) == []

@@ -18,10 +18,12 @@ from hypothesis import strategies as st
 import zoo
 from zoo import GPT2Config, WeightsError
 from zoo._convert import convert
-from zoo._gguf import gpt2_vocab
 from zoo._weights import read_weights
-from zoo.weight_map import FORMATS, GGUF, LLMC, Q8_0_BLOCK, SPEC, TIED, canonical_shapes, template_of
+from zoo.formats import FORMATS, Q8_0_BLOCK
+from zoo.formats.gguf import gpt2_vocab
+from zoo.weight_map import SPEC, TIED, canonical_shapes, template_of
 
+GGUF, LLMC = FORMATS["gguf"].layout, FORMATS["llmc"].layout
 CONFIG = GPT2Config(vocab_size=300, n_positions=16, n_embd=32, n_layer=2, n_head=4)
 LAYER_KINDS = ("ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
                "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",

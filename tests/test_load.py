@@ -1,49 +1,23 @@
-"""``zoo.load`` from every weight source, checked against ``GPT2LMHeadModel`` on the same weights."""
+"""``zoo.load`` from every weight source, checked against ``GPT2LMHeadModel`` on the same weights,
+and the sources it refuses (hub ids: ``test_load_hub``; random weights, devices, dtypes and
+streaming: ``test_load_options``)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
-import weakref
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import huggingface_hub
 import pytest
 import torch
+from load_helpers import ATOL, CONFIG, VARIANTS, logits, reference_model
 from transformers import GPT2LMHeadModel
 
 import zoo
-from zoo import CapabilityError, GPT2Config, WeightsError, WeightsSourceError
-from zoo.weight_map import NANOGPT, canonical_shapes, from_canonical, to_canonical
-
-CONFIG = GPT2Config(vocab_size=97, n_positions=16, n_embd=32, n_layer=2, n_head=4)
-VARIANTS = ["pure", "hf"]
-ATOL = 1e-5  # float32 max-abs logit error against Hugging Face, as the issue asks
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-def reference_model(config: GPT2Config, seed: int) -> GPT2LMHeadModel:
-    """A random ``GPT2LMHeadModel`` with eager attention in eval mode; every tensor perturbed."""
-    torch.manual_seed(seed)
-    hf_config = config.to_hf()
-    hf_config._attn_implementation = "eager"
-    model = GPT2LMHeadModel(hf_config).eval()
-    with torch.no_grad():  # non-trivial biases and norms, so a mis-mapped one shows
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model
-
-
-def logits(model, ids: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        out = model(ids)
-    return out.logits if hasattr(out, "logits") else out
+from zoo import WeightsError, WeightsSourceError
+from zoo.weight_map import NANOGPT, from_canonical, to_canonical
 
 
 @pytest.fixture(scope="module")
@@ -92,25 +66,6 @@ class GPTConfig:
     n_layer: int = 12
     n_head: int = 12
     n_embd: int = 768
-
-
-def build_hub_cache(cache: Path, repo_id: str, folder: Path, *, blobs: bool) -> Path:
-    """The layout huggingface_hub writes: refs/main -> commit, snapshots/<commit>/..., blobs/<sha256>."""
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    snapshot = repo / "snapshots" / COMMIT
-    snapshot.mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(COMMIT)
-    for name in ("config.json", "model.safetensors"):
-        if blobs:  # files are links into blobs/, named by their hash, as on a real machine
-            data = (folder / name).read_bytes()
-            blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
-            blob.parent.mkdir(exist_ok=True)
-            blob.write_bytes(data)
-            (snapshot / name).symlink_to(os.path.relpath(blob, snapshot))
-        else:
-            shutil.copy(folder / name, snapshot / name)
-    return snapshot
 
 
 @pytest.fixture(scope="module")
@@ -210,68 +165,6 @@ def test_logits_match_hugging_face(sources, expected, ids, source, variant):
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)
 
-
-# -- the Hugging Face hub cache ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def hub_cache(tmp_path, sources, monkeypatch) -> Path:
-    """A hub cache holding ``org/name`` (files linked into blobs/) and ``gpt2`` (plain files)."""
-    folder = sources["save_pretrained folder"][0]
-    build_hub_cache(tmp_path, "org/name", folder, blobs=True)
-    build_hub_cache(tmp_path, "gpt2", folder, blobs=False)
-    # huggingface_hub reads these variables once, at import: set both the variables and its constants
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    return tmp_path
-
-
-def test_hub_cache_layout_is_what_huggingface_hub_resolves(hub_cache):
-    snapshot = hub_cache / "models--org--name" / "snapshots" / COMMIT
-    assert Path(huggingface_hub.snapshot_download("org/name")) == snapshot
-    cached = huggingface_hub.try_to_load_from_cache("org/name", "model.safetensors")
-    assert Path(cached) == snapshot / "model.safetensors" and Path(cached).resolve().parent.name == "blobs"
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("repo_id", ["org/name", "gpt2"])
-def test_hub_id_loads_from_the_cache_offline(hub_cache, expected, ids, variant, repo_id):
-    model = zoo.load(variant, weights=repo_id)
-    assert model.config == CONFIG  # from the cached config.json, not the gpt2 preset
-    torch.testing.assert_close(logits(model, ids), expected, atol=ATOL, rtol=0)
-
-
-def test_hub_revision_is_resolved_in_the_cache(hub_cache, expected, ids):
-    model = zoo.load("pure", weights="org/name", revision=COMMIT)
-    torch.testing.assert_close(logits(model, ids), expected, atol=ATOL, rtol=0)
-    with pytest.raises(WeightsSourceError, match="'org/name' is no local file or folder"):
-        zoo.load("pure", weights="org/name", revision="v2")
-
-
-def test_hub_cache_is_found_through_the_environment_alone(tmp_path, sources, expected, ids):
-    """A user sets HF_HUB_CACHE and HF_HUB_OFFLINE before Python starts; nothing is patched."""
-    build_hub_cache(tmp_path / "cache", "org/name", sources["save_pretrained folder"][0], blobs=True)
-    ids_path, out_path = tmp_path / "ids.pt", tmp_path / "logits.pt"
-    torch.save(ids, ids_path)
-    code = ("import torch, zoo; torch.set_num_threads(1); m = zoo.load('pure', weights='org/name'); "
-            f"torch.save(m(torch.load({str(ids_path)!r})).detach(), {str(out_path)!r})")
-    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "cache"), HF_HUB_OFFLINE="1")
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
-    torch.testing.assert_close(torch.load(out_path), expected, atol=ATOL, rtol=0)
-
-
-def test_hub_id_not_in_the_cache_says_the_hub_cannot_be_reached(hub_cache):
-    with pytest.raises(WeightsSourceError) as info:
-        zoo.load("pure", weights="someone/missing-model")
-    message = str(info.value)
-    assert "'someone/missing-model' is no local file or folder" in message
-    assert "hub cannot be reached" in message and "HF_HUB_OFFLINE" in message and str(hub_cache) in message
-    assert "weights='/path/to/missing-model'" in message and "save_pretrained" in message
-    assert isinstance(info.value, OSError)
-
-
 # -- errors ------------------------------------------------------------------------------------------
 
 
@@ -322,135 +215,3 @@ def test_revision_applies_to_hub_ids_only(sources):
     for weights in (sources["save_pretrained folder"][0], sources["in-memory HF state dict"][0]):
         with pytest.raises(WeightsError, match="revision='v1' applies to Hugging Face hub ids"):
             zoo.load("pure", weights=weights, config=CONFIG, revision="v1")
-
-
-def test_layout_or_revision_without_weights_is_refused():
-    with pytest.raises(WeightsError, match="weights=None"):
-        zoo.load("pure", config=CONFIG, layout="nanogpt")
-    with pytest.raises(WeightsError, match="weights=None"):
-        zoo.load("pure", config=CONFIG, revision="main")
-
-
-# -- random weights, devices, dtypes ----------------------------------------------------------------
-
-
-def test_seed_gives_the_same_random_weights_in_every_variant(ids):
-    pure = zoo.load("pure", config=CONFIG, seed=7)
-    hf = zoo.load("hf", config=CONFIG, seed=7)
-    pure_w, hf_w = pure.export_weights(), hf.export_weights()
-    assert set(pure_w) == set(hf_w) == set(canonical_shapes(CONFIG))
-    for name in pure_w:
-        assert torch.equal(pure_w[name], hf_w[name]), name
-    torch.testing.assert_close(logits(pure, ids), logits(hf, ids), atol=ATOL, rtol=0)
-    again = zoo.load("pure", config=CONFIG, seed=7).export_weights()
-    other = zoo.load("pure", config=CONFIG, seed=8).export_weights()
-    assert all(torch.equal(again[n], pure_w[n]) for n in pure_w)
-    assert not torch.equal(other["wte.weight"], pure_w["wte.weight"])
-
-
-def test_random_weights_default_to_gpt2_small_and_accept_a_preset_name():
-    assert zoo.load("pure", config="gpt2").config == GPT2Config()
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize(
-    "dtype, expected",
-    [("bfloat16", torch.bfloat16), ("bf16", torch.bfloat16), ("float64", torch.float64),
-     ("fp64", torch.float64), (torch.float64, torch.float64), ("torch.float64", torch.float64),
-     ("float32", torch.float32), (None, torch.float32)],
-)
-def test_dtype_by_name_or_object(sources, ids, expected_logits_f64, variant, dtype, expected):
-    model = zoo.load(variant, weights=sources["save_pretrained folder"][0], dtype=dtype)
-    assert model.dtype == expected
-    assert all(t.dtype == expected for t in model.export_weights().values())
-    out = logits(model, ids)
-    assert out.dtype == expected
-    tolerance = {torch.bfloat16: 0.15, torch.float32: ATOL, torch.float64: 1e-10}[expected]
-    torch.testing.assert_close(out.double(), expected_logits_f64, atol=tolerance, rtol=0)
-
-
-@pytest.fixture(scope="module")
-def expected_logits_f64(reference, ids) -> torch.Tensor:
-    reference64 = reference_model(CONFIG, seed=0).double()
-    try:
-        return logits(reference64, ids)
-    finally:
-        del reference64
-
-
-@pytest.mark.parametrize("dtype", ["float16", torch.int8, "float17"])
-def test_undeclared_dtype_is_a_capability_error(dtype):
-    with pytest.raises(CapabilityError, match="does not support dtype") as info:
-        zoo.load("pure", config=CONFIG, dtype=dtype)
-    assert "float32, float64, bfloat16" in str(info.value)
-
-
-@pytest.mark.parametrize("device", ["meta", "tpu"])
-def test_undeclared_device_is_a_capability_error(device):
-    with pytest.raises(CapabilityError, match="offers cpu, cuda"):
-        zoo.load("pure", config=CONFIG, device=device)
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-def test_cuda_without_a_gpu_is_a_capability_error():
-    with pytest.raises(CapabilityError, match="no CUDA GPU"):
-        zoo.load("pure", config=CONFIG, device="cuda")
-
-
-def test_a_variant_that_declares_only_cpu_float32_is_held_to_it():
-    pure = zoo.get_variant("pure")
-    narrow = zoo.Variant(name="test-load-narrow", build=pure.build, summary="pure, declared narrowly",
-                         capabilities=zoo.Capabilities(devices=("cpu",), dtypes=("float32",)))
-    zoo.register(narrow)
-    try:
-        with pytest.raises(CapabilityError, match="'test-load-narrow' does not support dtype 'bfloat16'"):
-            zoo.load("test-load-narrow", config=CONFIG, dtype="bfloat16")
-        with pytest.raises(CapabilityError, match="'test-load-narrow' does not run on 'cuda'"):
-            zoo.load("test-load-narrow", config=CONFIG, device="cuda")
-        assert zoo.load("test-load-narrow", config=CONFIG).dtype == torch.float32
-    finally:
-        zoo.unregister("test-load-narrow")
-
-
-# -- streaming: never two full copies ---------------------------------------------------------------
-
-
-class LiveTensors(Mapping):
-    """A lazy state dict that hands out fresh tensors and counts how many are alive at once."""
-
-    def __init__(self, state: dict[str, torch.Tensor]) -> None:
-        self.state, self.live, self.most_alive, self.reads = state, 0, 0, 0
-
-    def __iter__(self):
-        return iter(self.state)
-
-    def __len__(self) -> int:
-        return len(self.state)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.state
-
-    def shape_of(self, key: str) -> tuple[int, ...]:
-        return tuple(self.state[key].shape)
-
-    def _gone(self) -> None:
-        self.live -= 1
-
-    def __getitem__(self, key: str) -> torch.Tensor:
-        tensor = self.state[key].clone()
-        self.reads += 1
-        self.live += 1
-        self.most_alive = max(self.most_alive, self.live)
-        weakref.finalize(tensor, self._gone)
-        return tensor
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_loading_holds_only_a_tensor_or_two_at_a_time(reference, expected, ids, variant):
-    state = {k: v for k, v in reference.state_dict().items() if k != "lm_head.weight"}
-    source = LiveTensors(state)
-    model = zoo.load(variant, weights=source, config=CONFIG)
-    assert source.reads == len(state)  # every tensor read once...
-    assert source.most_alive <= 2  # ...and dropped before the next but one is read
-    assert source.live == 0
-    torch.testing.assert_close(logits(model, ids), expected, atol=ATOL, rtol=0)

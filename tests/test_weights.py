@@ -13,7 +13,7 @@ from transformers import GPT2LMHeadModel
 
 import zoo
 from zoo import ConfigError, GPT2Config, WeightsError, WeightsMismatchError, WeightsSourceError
-from zoo._weights import SafetensorsSource
+from zoo.formats.safetensors import SafetensorsSource
 from zoo.weight_map import NANOGPT, canonical_shapes, from_canonical
 
 CONFIG = GPT2Config(vocab_size=50, n_positions=8, n_embd=16, n_layer=2, n_head=2)

@@ -26,6 +26,7 @@ from ._generate import generate, stream
 from ._inputs import check_cache_size, check_inputs
 from ._interface import GPT2, Capabilities, Tolerances, Variant
 from ._load import load
+from ._random import random_weights
 from ._registry import (
     broken_plugins,
     distribution_of,
@@ -36,7 +37,7 @@ from ._registry import (
     unregister,
 )
 from ._tokenizer import get_tokenizer
-from ._weights import open_weights, random_weights
+from ._weights import open_weights
 from .hookspec import hookimpl
 
 __version__ = "0.1.0"

@@ -151,6 +151,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from ._convert import convert
+    from .formats import FORMATS
 
     config = _config(args.config)
     try:
@@ -161,7 +162,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         if len(lines) > 1:  # a mismatch report lists its problems line by line; a command-line error is one line
             raise type(exc)(f"{lines[0]} {'; '.join(lines[1:])}") from exc
         raise
-    print(f"wrote {dst} ({args.to}, {args.dtype or 'float32'})")
+    print(f"wrote {dst} ({args.to}, {args.dtype or FORMATS[args.to].dtypes[0]})")
     return 0
 
 
@@ -252,17 +253,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default=None, help="float32, float64, bfloat16 (default: the variant's first)")
     p.set_defaults(func=cmd_generate)
 
-    from ._convert import DTYPES
-    from .weight_map import FORMATS, LAYOUTS
+    from .formats import DTYPES, FORMATS
+    from .weight_map import LAYOUTS
 
-    p = sub.add_parser("convert", help="convert weights between formats (hf, safetensors, nanogpt, llmc, gguf)")
-    p.add_argument("src", help="a save_pretrained folder, .safetensors, .pt/.bin (torch or nanoGPT), "
-                               "llm.c .bin or .gguf file, or a hub id")
-    p.add_argument("dst", help="where to write: a folder for --to hf, a file for the others")
+    p = sub.add_parser("convert", help=f"convert weights between formats ({', '.join(FORMATS)})")
+    p.add_argument("src", help="a file or folder in any of the --to formats (or any torch state dict), "
+                               "or a hub id")
+    p.add_argument("dst", help="where to write: a folder or a file, as --to says")
     p.add_argument("--to", required=True, choices=list(FORMATS),
                    help="; ".join(f"{f.name}: {f.summary}" for f in FORMATS.values()))
+    stores: dict[tuple[str, ...], list[str]] = {}
+    for f in FORMATS.values():
+        stores.setdefault(f.dtypes, []).append(f.name)
     p.add_argument("--dtype", choices=DTYPES, default=None,
-                   help="precision of the written weights (default: float32); q8_0 for gguf only")
+                   help="precision of the written weights, the first listed by default: "
+                        + "; ".join(f"{', '.join(names)}: {', '.join(dtypes)}" for dtypes, names in stores.items()))
     p.add_argument("--force", action="store_true", help="replace DST if it exists")
     p.add_argument("--allow-nonfinite", action="store_true", help="write NaN and Inf instead of refusing them")
     p.add_argument("--config", default=None, help="preset name or config.json path, for a SRC without one")

@@ -71,16 +71,11 @@ class GPT2Config:
 
     @property
     def n_params(self) -> int:
-        """Parameters counted once (``lm_head`` is tied to ``wte``)."""
-        from .weight_map import SPEC
-
-        total = 0
-        for tensor in SPEC:
-            count = 1
-            for dim in tensor.shape(self):
-                count *= dim
-            total += count * (self.n_layer if tensor.per_layer else 1)
-        return total
+        """Parameters counted once (``lm_head`` is tied to ``wte``): the sizes of ``zoo.weight_map.SPEC``, summed."""
+        c = self.n_embd
+        # per block: c_attn 3C^2 + 3C, attn.c_proj C^2 + C, mlp.c_fc 4C^2 + 4C, mlp.c_proj 4C^2 + C, two norms 4C
+        block = 12 * c * c + 13 * c
+        return (self.vocab_size + self.n_positions) * c + self.n_layer * block + 2 * c  # embeddings, blocks, ln_f
 
     @classmethod
     def preset(cls, name: str) -> GPT2Config:

@@ -1,7 +1,7 @@
 """``zoo convert``: weights from any format the zoo reads into any format it writes.
 
-What each format is (names, order, orientation, precisions) is declared in
-``zoo.weight_map.FORMATS``; here are the writers and the rules every
+What each format is (its layout, precisions, file names) and the module that
+writes it are its row in :data:`zoo.formats.FORMATS`; here are the rules every
 conversion keeps:
 
 - nothing is written unless the whole conversion succeeds: the output goes to
@@ -9,7 +9,9 @@ conversion keeps:
 - an existing destination is replaced only with ``force=True``;
 - NaN or Inf in the weights is refused unless ``allow_nonfinite=True``;
 - tensors are cast to the precision the format declares for them, and to
-  nothing else.
+  nothing else;
+- a format whose files cannot store ``layer_norm_epsilon`` refuses a model
+  that uses another than the one its programs fix.
 """
 
 from __future__ import annotations
@@ -18,38 +20,36 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from ._config import GPT2Config
 from ._errors import WeightsError
-from ._gguf import write_gguf
-from ._llmc import LLMC_EPSILON, write_llmc
-from ._weights import CONFIG_METADATA, config_metadata, read_weights
-from .weight_map import FORMATS, HF, NANOGPT, TIED, Format, from_canonical
+from ._weights import read_weights
+from .formats import DTYPE_ALIASES, FORMATS, Format, Prepared
+from .weight_map import CanonicalWeights, canonical_shapes
 
-__all__ = ["DTYPES", "convert"]
+__all__ = ["convert"]
 
 log = logging.getLogger("zoo")
 
-DTYPES = ("float32", "bfloat16", "q8_0")
-_DTYPE_ALIASES = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "q8": "q8_0"}
 
-Writer = Callable[[Mapping[str, Any], GPT2Config, Path, str], None]
-
-
-class _Prepared(Mapping[str, Any]):
+class _Prepared(Prepared):
     """Canonical weights cast to the precision ``fmt`` stores each in, and checked to be finite."""
 
-    def __init__(self, weights: Mapping[str, Any], fmt: Format, dtype: str, allow_nonfinite: bool) -> None:
+    def __init__(self, weights: CanonicalWeights, fmt: Format, dtype: str, allow_nonfinite: bool) -> None:
         self._weights, self._fmt, self._dtype, self._allow_nonfinite = weights, fmt, dtype, allow_nonfinite
+        self._shapes = canonical_shapes(weights.config)
+
+    def stored_dtype(self, name: str) -> str:
+        return self._fmt.stored_dtype(name, self._shapes[name], self._dtype)
 
     def __getitem__(self, name: str) -> Any:
         import torch
 
         tensor = torch.as_tensor(self._weights[name])
-        stored = self._fmt.stored_dtype(name, tuple(tensor.shape), self._dtype)
+        stored = self.stored_dtype(name)
         # q8_0 stays float32 here: the GGUF writer quantises it
         tensor = tensor.to(torch.bfloat16 if stored == "bfloat16" else torch.float32)
         if not self._allow_nonfinite:
@@ -69,48 +69,14 @@ class _Prepared(Mapping[str, Any]):
         return len(self._weights)
 
 
-def _no_other_epsilon(config: GPT2Config, fmt: str) -> None:
-    if config.layer_norm_epsilon != LLMC_EPSILON:
+def _check_epsilon(config: GPT2Config, fmt: Format) -> None:
+    if fmt.epsilon is not None and config.layer_norm_epsilon != fmt.epsilon:
+        others = [f.name for f in FORMATS.values() if f.epsilon is None]
         raise WeightsError(
-            f"{fmt} checkpoints have no layer_norm_epsilon and use {LLMC_EPSILON}; this model uses "
-            f"{config.layer_norm_epsilon}. Convert to hf, safetensors or gguf instead"
+            f"{fmt.name} files have no layer_norm_epsilon field and the programs that read them use "
+            f"{fmt.epsilon}; this model uses {config.layer_norm_epsilon}, so they would compute something "
+            f"else. Convert to {', '.join(others)} instead"
         )
-
-
-def _write_safetensors(weights: Mapping[str, Any], config: GPT2Config, path: Path, dtype: str) -> None:
-    import safetensors.torch
-
-    # as save_pretrained writes it: the tied lm_head.weight left out, the config in the metadata
-    tensors = {key: t.contiguous() for key, t in from_canonical(weights, HF) if key != TIED[0]}
-    safetensors.torch.save_file(
-        tensors, str(path), metadata={"format": "pt", CONFIG_METADATA: config_metadata(config)}
-    )
-
-
-def _write_hf(weights: Mapping[str, Any], config: GPT2Config, path: Path, dtype: str) -> None:
-    path.mkdir()
-    config.to_hf(architectures=["GPT2LMHeadModel"]).to_json_file(str(path / "config.json"))
-    _write_safetensors(weights, config, path / "model.safetensors", dtype)
-
-
-def _write_nanogpt(weights: Mapping[str, Any], config: GPT2Config, path: Path, dtype: str) -> None:
-    import torch
-
-    _no_other_epsilon(config, "nanoGPT")
-    # contiguous() returns a contiguous tensor itself, so lm_head.weight stays wte.weight: stored once
-    state = {key: t.contiguous() for key, t in from_canonical(weights, NANOGPT)}
-    model_args = {"n_layer": config.n_layer, "n_head": config.n_head, "n_embd": config.n_embd,
-                  "block_size": config.n_positions, "bias": True, "vocab_size": config.vocab_size, "dropout": 0.0}
-    torch.save({"model": state, "model_args": model_args}, path)
-
-
-WRITERS: dict[str, Writer] = {
-    "hf": _write_hf,
-    "safetensors": _write_safetensors,
-    "nanogpt": _write_nanogpt,
-    "llmc": write_llmc,
-    "gguf": write_gguf,
-}
 
 
 def _format(to: str) -> Format:
@@ -120,7 +86,7 @@ def _format(to: str) -> Format:
 
 
 def _dtype(dtype: str | None, fmt: Format) -> str:
-    name = fmt.dtypes[0] if dtype is None else _DTYPE_ALIASES.get(dtype, dtype)
+    name = fmt.dtypes[0] if dtype is None else DTYPE_ALIASES.get(dtype, dtype)
     if name not in fmt.dtypes:
         raise WeightsError(f"the {fmt.name} format stores {', '.join(fmt.dtypes)}, not {dtype!r}")
     return name
@@ -160,11 +126,11 @@ def convert(
 
     :param src: anything :func:`zoo.open_weights` reads, and quantised (Q8_0)
         GGUF files, which are dequantised to float32.
-    :param dst: a folder for ``hf``, a file for the others (``.safetensors``,
-        ``.pt``/``.pth``/``.ckpt``/``.bin``, ``.bin``, ``.gguf``).
-    :param to: ``hf``, ``safetensors``, ``nanogpt``, ``llmc`` or ``gguf``.
-    :param dtype: ``float32`` (default), ``bfloat16``, or ``q8_0`` (GGUF); which
-        tensors take it is ``FORMATS[to]``'s declaration.
+    :param dst: a folder or a file, named with one of the suffixes ``FORMATS[to]`` declares.
+    :param to: a format's name in :data:`zoo.formats.FORMATS`.
+    :param dtype: one of the precisions ``FORMATS[to]`` declares (its first by
+        default), or an alias of one (``fp32``, ``bf16``, ``q8``); which tensors
+        take it is the row's declaration too.
     :param force: replace ``dst`` if it exists.
     :param allow_nonfinite: write NaN and Inf instead of refusing them.
     :param config: overrides the config the source carries (or supplies a missing one).
@@ -177,11 +143,12 @@ def convert(
     dst = Path(dst).expanduser()
     _check_destination(dst, fmt, src, force)
     found, weights = read_weights(src, config=config, layout=layout, dequantize=True)
+    _check_epsilon(found, fmt)
     prepared = _Prepared(weights, fmt, dtype, allow_nonfinite)
     work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent))
     try:
         out = work / dst.name
-        WRITERS[fmt.name](prepared, found, out, dtype)
+        fmt.module.write(prepared, found, out, dtype)
         if fmt.folder and dst.is_dir():  # a folder cannot be replaced in one rename: move the old one aside
             old = work / "replaced"
             dst.rename(old)

@@ -12,8 +12,9 @@ from typing import Any
 from ._config import GPT2Config
 from ._errors import CapabilityError, WeightsError
 from ._interface import GPT2
+from ._random import random_weights
 from ._registry import get_variant
-from ._weights import open_weights, random_weights
+from ._weights import open_weights
 
 __all__ = ["load", "resolve_dtype"]
 

@@ -14,10 +14,9 @@ the order in a flat file). :func:`to_canonical` checks a whole state dict
 against the spec and reports every missing, unexpected and mis-shaped key in
 one error; :func:`from_canonical` goes the other way.
 
-A :class:`Format` is a file ``zoo convert`` writes and ``zoo.load`` reads: its
-layout, the precisions it stores and which tensors they apply to. Every format
-the zoo knows is declared in :data:`FORMATS`, here; the readers and writers
-only move bytes.
+The layouts of state dicts a caller may hand over are here (:data:`LAYOUTS`);
+a file format that fixes its own names keeps its layout in its module of
+:mod:`zoo.formats`.
 """
 
 from __future__ import annotations
@@ -32,17 +31,12 @@ from ._config import GPT2Config
 from ._errors import WeightsError, WeightsMismatchError
 
 __all__ = [
-    "FORMATS",
-    "GGUF",
     "HF",
     "IGNORED_BUFFERS",
     "LAYOUTS",
-    "LLMC",
     "NANOGPT",
-    "Q8_0_BLOCK",
     "SPEC",
     "TIED",
-    "Format",
     "Layout",
     "TensorSpec",
     "canonical_shapes",
@@ -162,111 +156,10 @@ NANOGPT = Layout("nanogpt", body_prefix="transformer.", strip_prefixes=("_orig_m
 #: The zoo's own canonical layout.
 CANONICAL = Layout("canonical", writes_tied=False)
 
-# fmt: off
-#: llm.c's ``gpt2_124M.bin`` (``train_gpt2.py`` write_model, ``train_gpt2.c`` fill_in_parameter_sizes):
-#: one flat block per kind, all layers of a kind together (``qkvw[{i}]`` is layer i of the
-#: (L, 3C, C) block ``qkvw``), nn.Linear orientation, wte padded to a multiple of 128 rows, no lm_head.
-LLMC = Layout("llmc", writes_tied=False, vocab_multiple=128, kind_major=True, names=(
-    ("wte.weight",               "wte"),
-    ("wpe.weight",               "wpe"),
-    ("h.{i}.ln_1.weight",        "ln1w[{i}]"),
-    ("h.{i}.ln_1.bias",          "ln1b[{i}]"),
-    ("h.{i}.attn.c_attn.weight", "qkvw[{i}]"),
-    ("h.{i}.attn.c_attn.bias",   "qkvb[{i}]"),
-    ("h.{i}.attn.c_proj.weight", "attprojw[{i}]"),
-    ("h.{i}.attn.c_proj.bias",   "attprojb[{i}]"),
-    ("h.{i}.ln_2.weight",        "ln2w[{i}]"),
-    ("h.{i}.ln_2.bias",          "ln2b[{i}]"),
-    ("h.{i}.mlp.c_fc.weight",    "fcw[{i}]"),
-    ("h.{i}.mlp.c_fc.bias",      "fcb[{i}]"),
-    ("h.{i}.mlp.c_proj.weight",  "fcprojw[{i}]"),
-    ("h.{i}.mlp.c_proj.bias",    "fcprojb[{i}]"),
-    ("ln_f.weight",              "lnfw"),
-    ("ln_f.bias",                "lnfb"),
-))
-#: GGUF for llama.cpp (architecture ``gpt2``, its converter's tensor names). GGUF lists dimensions
-#: innermost first, so [n_embd, 3 n_embd] there is nn.Linear's [3 n_embd, n_embd] here.
-GGUF = Layout("gguf", writes_tied=False, names=(
-    ("wte.weight",               "token_embd.weight"),
-    ("wpe.weight",               "position_embd.weight"),
-    ("h.{i}.ln_1.weight",        "blk.{i}.attn_norm.weight"),
-    ("h.{i}.ln_1.bias",          "blk.{i}.attn_norm.bias"),
-    ("h.{i}.attn.c_attn.weight", "blk.{i}.attn_qkv.weight"),
-    ("h.{i}.attn.c_attn.bias",   "blk.{i}.attn_qkv.bias"),
-    ("h.{i}.attn.c_proj.weight", "blk.{i}.attn_output.weight"),
-    ("h.{i}.attn.c_proj.bias",   "blk.{i}.attn_output.bias"),
-    ("h.{i}.ln_2.weight",        "blk.{i}.ffn_norm.weight"),
-    ("h.{i}.ln_2.bias",          "blk.{i}.ffn_norm.bias"),
-    ("h.{i}.mlp.c_fc.weight",    "blk.{i}.ffn_up.weight"),
-    ("h.{i}.mlp.c_fc.bias",      "blk.{i}.ffn_up.bias"),
-    ("h.{i}.mlp.c_proj.weight",  "blk.{i}.ffn_down.weight"),
-    ("h.{i}.mlp.c_proj.bias",    "blk.{i}.ffn_down.bias"),
-    ("ln_f.weight",              "output_norm.weight"),
-    ("ln_f.bias",                "output_norm.bias"),
-    (TIED[0],                    "output.weight"),  # optional: llama.cpp ties it to token_embd when absent
-))
-# fmt: on
-
 #: Key layouts a state dict may be in (``layout=`` of ``zoo.load`` and ``zoo.open_weights``).
 LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (HF, NANOGPT, CANONICAL)}
 
 _SPEC_INDEX = {tensor.name: index for index, tensor in enumerate(SPEC)}
-
-#: Q8_0 quantises blocks of 32 values along a row; a row of another length stays float32.
-Q8_0_BLOCK = 32
-
-
-@dataclass(frozen=True)
-class Format:
-    """A weight file format: its layout, the precisions it stores, and which tensors take them."""
-
-    name: str  # as ``zoo convert --to`` names it
-    layout: Layout
-    dtypes: tuple[str, ...]  # the precisions it can store; the first is the default
-    suffixes: tuple[str, ...]  # a written file's name ends with one of these; () for a folder
-    reduced: tuple[str, ...] | None = None  # canonical templates a reduced dtype applies to; None: all
-    summary: str = ""
-
-    @property
-    def folder(self) -> bool:
-        return not self.suffixes
-
-    def stored_dtype(self, name: str, shape: Shape, dtype: str) -> str:
-        """The precision canonical tensor ``name`` of ``shape`` is stored in when writing ``dtype``.
-
-        The reduced precision applies to the tensors in ``reduced`` (all where
-        it is ``None``); ``q8_0`` also needs rows of a whole number of blocks.
-        Every other tensor is stored as float32, exactly.
-        """
-        if dtype not in self.dtypes:
-            raise WeightsError(
-                f"the {self.name} format stores {', '.join(self.dtypes)}, not {dtype!r}"
-            )
-        if self.reduced is not None and template_of(name)[0] not in self.reduced:
-            return "float32"
-        if dtype == "q8_0" and shape[-1] % Q8_0_BLOCK:
-            return "float32"
-        return dtype
-
-
-_MATRICES = (*(t.name for t in SPEC if t.linear), TIED[1])
-
-# fmt: off
-#: Every file format the zoo reads and writes, by ``zoo convert --to`` name.
-FORMATS: dict[str, Format] = {f.name: f for f in (
-    Format("hf", HF, ("float32", "bfloat16"), (),
-           summary="a save_pretrained folder: config.json and model.safetensors (Hugging Face keys, Conv1D)"),
-    Format("safetensors", HF, ("float32", "bfloat16"), (".safetensors",),
-           summary="one .safetensors file with Hugging Face keys and the config in its metadata"),
-    Format("nanogpt", NANOGPT, ("float32", "bfloat16"), (".pt", ".pth", ".ckpt", ".bin"),
-           summary="a nanoGPT checkpoint: torch.save({'model': state_dict, 'model_args': {...}})"),
-    Format("llmc", LLMC, ("float32", "bfloat16"), (".bin",),
-           summary="llm.c's gpt2_124M.bin: 256 int32 header, version 3 (float32) or 5 (bfloat16)"),
-    # llama.cpp keeps norms, biases and position embeddings in float32 (1-D, or POS_EMBD)
-    Format("gguf", GGUF, ("float32", "bfloat16", "q8_0"), (".gguf",), reduced=_MATRICES,
-           summary="GGUF for llama.cpp, architecture gpt2, with the GPT-2 tokenizer"),
-)}
-# fmt: on
 
 
 class TensorSource(Protocol):

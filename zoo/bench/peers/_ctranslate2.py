@@ -56,7 +56,7 @@ class CTranslate2Runner(PeerRunner):
     generator: Any = None
 
     def _tokens(self) -> list[str]:
-        from ..._gguf import gpt2_vocab
+        from ...formats.gguf import gpt2_vocab
 
         return gpt2_vocab(self.config.vocab_size)[0]
 

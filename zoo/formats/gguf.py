@@ -1,7 +1,7 @@
 """GGUF for llama.cpp, through the ``gguf`` package: read and write.
 
 Written as llama.cpp's own converter writes a GPT-2 (architecture ``gpt2``):
-the tensor names of :data:`zoo.weight_map.GGUF`, the ``gpt2.*`` hyper-parameters,
+the tensor names of :data:`LAYOUT`, the ``gpt2.*`` hyper-parameters,
 and the GPT-2 tokenizer (byte-level BPE tokens, token types, merges, bos/eos
 ids) from the offline files of :func:`zoo._tokenizer.tokenizer_files`. Which
 tensor gets which precision is declared by ``FORMATS["gguf"]``; this module
@@ -15,32 +15,58 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._config import GPT2Config
-from ._errors import ConfigError, WeightsError, WeightsSourceError
-from .weight_map import FORMATS, GGUF, TIED, CanonicalWeights, from_canonical, to_canonical
+from .._config import GPT2Config
+from .._errors import ConfigError, WeightsError, WeightsSourceError
+from ..weight_map import TIED, CanonicalWeights, Layout, from_canonical, to_canonical
+from ._base import Prepared, refuse_layout
 
 if TYPE_CHECKING:
     import gguf
 
-__all__ = ["read_gguf", "write_gguf"]
+__all__ = ["DESCRIPTION", "LAYOUT", "MAGIC", "gpt2_vocab", "read", "recognise", "write"]
 
 MAGIC = b"GGUF"
+#: what this module reads, as errors name it
+DESCRIPTION = f"a GGUF file (magic {MAGIC!r})"
 ARCH = "gpt2"
 _FILE_TYPES = {"float32": 0, "bfloat16": 32, "q8_0": 7}  # gguf.LlamaFileType ALL_F32, MOSTLY_BF16, MOSTLY_Q8_0
 _UNQUANTISED = ("F32", "F16", "BF16")
 _DEQUANTISED = ("Q8_0",)  # what zoo convert reads besides
 _GPT2_VOCAB = 50257
 
+# fmt: off
+#: llama.cpp's names for a GPT-2 (architecture ``gpt2``, its converter's tensor names). GGUF lists
+#: dimensions innermost first, so [n_embd, 3 n_embd] there is nn.Linear's [3 n_embd, n_embd] here.
+LAYOUT = Layout("gguf", writes_tied=False, names=(
+    ("wte.weight",               "token_embd.weight"),
+    ("wpe.weight",               "position_embd.weight"),
+    ("h.{i}.ln_1.weight",        "blk.{i}.attn_norm.weight"),
+    ("h.{i}.ln_1.bias",          "blk.{i}.attn_norm.bias"),
+    ("h.{i}.attn.c_attn.weight", "blk.{i}.attn_qkv.weight"),
+    ("h.{i}.attn.c_attn.bias",   "blk.{i}.attn_qkv.bias"),
+    ("h.{i}.attn.c_proj.weight", "blk.{i}.attn_output.weight"),
+    ("h.{i}.attn.c_proj.bias",   "blk.{i}.attn_output.bias"),
+    ("h.{i}.ln_2.weight",        "blk.{i}.ffn_norm.weight"),
+    ("h.{i}.ln_2.bias",          "blk.{i}.ffn_norm.bias"),
+    ("h.{i}.mlp.c_fc.weight",    "blk.{i}.ffn_up.weight"),
+    ("h.{i}.mlp.c_fc.bias",      "blk.{i}.ffn_up.bias"),
+    ("h.{i}.mlp.c_proj.weight",  "blk.{i}.ffn_down.weight"),
+    ("h.{i}.mlp.c_proj.bias",    "blk.{i}.ffn_down.bias"),
+    ("ln_f.weight",              "output_norm.weight"),
+    ("ln_f.bias",                "output_norm.bias"),
+    (TIED[0],                    "output.weight"),  # optional: llama.cpp ties it to token_embd when absent
+))
+# fmt: on
+
 
 @functools.lru_cache(maxsize=1)
 def _gpt2_tokenizer() -> tuple[dict[int, str], list[tuple[str, int]]]:
     """GPT-2's tokens by id, and its merges with the id each one makes, from the checked offline files."""
-    from ._tokenizer import ENCODER_JSON_SHA256, VOCAB_BPE_SHA256, _check_sha256, tokenizer_files
+    from .._tokenizer import ENCODER_JSON_SHA256, VOCAB_BPE_SHA256, _check_sha256, tokenizer_files
 
     encoder_json, vocab_bpe = tokenizer_files()
     _check_sha256(encoder_json, ENCODER_JSON_SHA256)
@@ -68,14 +94,13 @@ def gpt2_vocab(vocab_size: int) -> tuple[list[str], list[int], list[str]]:
     return tokens, types, merges
 
 
-def write_gguf(weights: Mapping[str, Any], config: GPT2Config, path: str | os.PathLike[str], dtype: str) -> None:
-    """Write canonical ``weights`` (reduced tensors already in ``dtype``; float32 for q8_0) as GGUF."""
+def write(weights: Prepared, config: GPT2Config, path: Path, dtype: str) -> None:
+    """Write canonical ``weights`` (bfloat16 tensors already rounded; float32 for q8_0) as GGUF."""
     import gguf
     import numpy as np
     import torch
 
-    fmt = FORMATS["gguf"]
-    writer = gguf.GGUFWriter(os.fspath(path), ARCH)
+    writer = gguf.GGUFWriter(path, ARCH)
     writer.add_context_length(config.n_positions)
     writer.add_embedding_length(config.n_embd)
     writer.add_feed_forward_length(4 * config.n_embd)
@@ -93,10 +118,10 @@ def write_gguf(weights: Mapping[str, Any], config: GPT2Config, path: str | os.Pa
     writer.add_eos_token_id(config.eos_token_id)
     writer.add_add_bos_token(False)  # GPT-2 prepends nothing
 
-    canonical_of = {GGUF.key(name): name for name in weights}
-    for key, tensor in from_canonical(weights, GGUF):
+    canonical_of = {LAYOUT.key(name): name for name in weights}
+    for key, tensor in from_canonical(weights, LAYOUT):
         tensor = torch.as_tensor(tensor).contiguous()
-        stored = fmt.stored_dtype(canonical_of[key], tuple(tensor.shape), dtype)
+        stored = weights.stored_dtype(canonical_of[key])
         if stored == "bfloat16":  # the bits torch rounded to, as bytes; gguf takes the shape from raw_dtype
             raw = tensor.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint8)
             writer.add_tensor(key, raw, raw_dtype=gguf.GGMLQuantizationType.BF16)
@@ -137,7 +162,7 @@ def _field(reader: gguf.GGUFReader, key: str, where: str) -> Any:
 
 
 class GGUFSource(Mapping[str, Any]):
-    """The tensors of a GGUF file as a lazy state dict in :data:`GGUF` keys, memory-mapped."""
+    """The tensors of a GGUF file as a lazy state dict in :data:`LAYOUT` keys, memory-mapped."""
 
     def __init__(self, tensors: dict[str, Any]) -> None:
         self._tensors = tensors  # name -> gguf ReaderTensor
@@ -165,10 +190,15 @@ class GGUFSource(Mapping[str, Any]):
         return len(self._tensors)
 
 
-def read_gguf(
-    path: str | os.PathLike[str], *, dequantize: bool = False
+def recognise(path: Path, head: bytes) -> bool:
+    """GGUF's magic number."""
+    return head[:4] == MAGIC
+
+
+def read(
+    path: Path, *, config: GPT2Config | None, layout: Layout | None, dequantize: bool
 ) -> tuple[GPT2Config, CanonicalWeights]:
-    """The config (from the ``gpt2.*`` metadata) and checked canonical weights of a GGUF file.
+    """The config (from the ``gpt2.*`` metadata, unless ``config`` is given) and checked canonical weights.
 
     :param dequantize: also read Q8_0 tensors, as float32 (``zoo convert`` does;
         ``zoo.load`` does not, so a quantised file is never loaded by surprise).
@@ -176,7 +206,7 @@ def read_gguf(
     import gguf
     import numpy as np
 
-    path = Path(path)
+    refuse_layout(path, layout, "gguf")
     where = repr(str(path))
     try:
         # copy-on-write: writable views for torch.from_numpy, and the file is never written
@@ -207,7 +237,7 @@ def read_gguf(
             f"{where} holds tensor types {other}, which the zoo cannot read; it reads "
             f"{', '.join(_UNQUANTISED + _DEQUANTISED)}"
         )
-    wte = GGUF.key(TIED[1])
+    wte = LAYOUT.key(TIED[1])
     if wte not in tensors:
         raise WeightsSourceError(f"{where} holds no {wte!r} tensor, so its vocabulary size is unknown")
     n_embd = _field(reader, f"{ARCH}.embedding_length", where)
@@ -216,7 +246,7 @@ def read_gguf(
         raise ConfigError(f"{where} has feed_forward_length={ffn}; GPT-2 uses 4 * n_embd = {4 * n_embd}")
     eps = _field(reader, f"{ARCH}.attention.layer_norm_epsilon", where)
     try:
-        config = GPT2Config(
+        found = GPT2Config(
             vocab_size=int(tensors[wte].shape[-1]),
             n_positions=_field(reader, f"{ARCH}.context_length", where),
             n_embd=n_embd,
@@ -226,4 +256,4 @@ def read_gguf(
         )
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
-    return config, to_canonical(GGUFSource(tensors), config, GGUF)
+    return config or found, to_canonical(GGUFSource(tensors), config or found, LAYOUT)

@@ -2,53 +2,79 @@
 
 The file is a header of 256 little-endian int32 (magic 20240326, version,
 maxT, V, L, NH, C, Vp, then zeros) and the parameters, flat, in the order and
-shapes of :data:`zoo.weight_map.LLMC`: version 3 stores them as float32,
-version 5 as bfloat16. The names, order, padding and orientation come from
-that layout; this module only moves bytes and checks the header against the
-file's size.
+shapes of :data:`LAYOUT`: version 3 stores them as float32, version 5 as
+bfloat16. The names, order, padding and orientation come from that layout;
+this module only moves bytes and checks the header against the file's size.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ._config import GPT2Config
-from ._errors import ConfigError, WeightsError, WeightsSourceError
-from .weight_map import (
-    LLMC,
+from .._config import GPT2Config
+from .._errors import ConfigError, WeightsSourceError
+from ..weight_map import (
     SPEC,
     CanonicalWeights,
+    Layout,
     canonical_shapes,
     from_canonical,
     template_of,
     to_canonical,
 )
+from ._base import Prepared, refuse_layout
 
-__all__ = ["MAGIC", "read_llmc", "write_llmc"]
+__all__ = ["DESCRIPTION", "EPSILON", "LAYOUT", "MAGIC", "read", "recognise", "write"]
 
 MAGIC = 20240326
 HEADER_INTS = 256
 HEADER_BYTES = 4 * HEADER_INTS
 VERSIONS = {3: "float32", 5: "bfloat16"}  # llm.c's train_gpt2.py write_model
 _ITEM_BYTES = {"float32": 4, "bfloat16": 2}
+#: what this module reads, as errors name it
+DESCRIPTION = f"an llm.c model file (int32 magic {MAGIC})"
 #: llm.c's other files, which share the header but hold no model
 OTHER_MAGICS = {
     20240327: "an llm.c debug state file (train_gpt2.py write_state)",
     20240328: "an llm.c tokenizer file (train_gpt2.py write_tokenizer)",
     20240520: "an llm.c token data file",
 }
-LLMC_EPSILON = 1e-5  # llm.c's layernorm_forward hard-codes it; the header has no field for it
+#: llm.c's layernorm_forward hard-codes it, and the header has no field for another
+EPSILON = 1e-5
+
+# fmt: off
+#: llm.c's ``gpt2_124M.bin`` (``train_gpt2.py`` write_model, ``train_gpt2.c`` fill_in_parameter_sizes):
+#: one flat block per kind, all layers of a kind together (``qkvw[{i}]`` is layer i of the
+#: (L, 3C, C) block ``qkvw``), nn.Linear orientation, wte padded to a multiple of 128 rows, no lm_head.
+LAYOUT = Layout("llmc", writes_tied=False, vocab_multiple=128, kind_major=True, names=(
+    ("wte.weight",               "wte"),
+    ("wpe.weight",               "wpe"),
+    ("h.{i}.ln_1.weight",        "ln1w[{i}]"),
+    ("h.{i}.ln_1.bias",          "ln1b[{i}]"),
+    ("h.{i}.attn.c_attn.weight", "qkvw[{i}]"),
+    ("h.{i}.attn.c_attn.bias",   "qkvb[{i}]"),
+    ("h.{i}.attn.c_proj.weight", "attprojw[{i}]"),
+    ("h.{i}.attn.c_proj.bias",   "attprojb[{i}]"),
+    ("h.{i}.ln_2.weight",        "ln2w[{i}]"),
+    ("h.{i}.ln_2.bias",          "ln2b[{i}]"),
+    ("h.{i}.mlp.c_fc.weight",    "fcw[{i}]"),
+    ("h.{i}.mlp.c_fc.bias",      "fcb[{i}]"),
+    ("h.{i}.mlp.c_proj.weight",  "fcprojw[{i}]"),
+    ("h.{i}.mlp.c_proj.bias",    "fcprojb[{i}]"),
+    ("ln_f.weight",              "lnfw"),
+    ("ln_f.bias",                "lnfb"),
+))
+# fmt: on
 
 
 def _stored_shapes(config: GPT2Config) -> dict[str, tuple[int, ...]]:
     """Each stored key of an llm.c file with its shape, in file order."""
     by_template = {tensor.name: tensor for tensor in SPEC}
-    names = LLMC.order(list(canonical_shapes(config)))
-    return {LLMC.key(name): LLMC.stored_shape(by_template[template_of(name)[0]], config) for name in names}
+    names = LAYOUT.order(list(canonical_shapes(config)))
+    return {LAYOUT.key(name): LAYOUT.stored_shape(by_template[template_of(name)[0]], config) for name in names}
 
 
 def _read_header(path: Path) -> tuple[GPT2Config, str, int]:
@@ -81,13 +107,14 @@ def _read_header(path: Path) -> tuple[GPT2Config, str, int]:
     max_t, vocab, layers, heads, width, padded = (int(v) for v in header[2:8])
     fields = {"maxT": max_t, "V": vocab, "L": layers, "NH": heads, "C": width, "Vp": padded}
     try:
-        config = GPT2Config(vocab_size=vocab, n_positions=max_t, n_embd=width, n_layer=layers, n_head=heads)
+        config = GPT2Config(vocab_size=vocab, n_positions=max_t, n_embd=width, n_layer=layers, n_head=heads,
+                            layer_norm_epsilon=EPSILON)
     except ConfigError as exc:
         raise WeightsSourceError(f"{where} has an impossible llm.c header {fields}: {exc}") from None
-    if padded != LLMC.padded_vocab(config):
+    if padded != LAYOUT.padded_vocab(config):
         raise WeightsSourceError(
             f"{where} has an llm.c header with padded vocab Vp={padded} for V={vocab}; llm.c pads to the "
-            f"next multiple of {LLMC.vocab_multiple}, {LLMC.padded_vocab(config)}"
+            f"next multiple of {LAYOUT.vocab_multiple}, {LAYOUT.padded_vocab(config)}"
         )
     dtype = VERSIONS[version]
     count = sum(math.prod(shape) for shape in _stored_shapes(config).values())
@@ -102,7 +129,7 @@ def _read_header(path: Path) -> tuple[GPT2Config, str, int]:
 
 
 class LlmcSource(Mapping[str, Any]):
-    """An llm.c file as a lazy state dict in :data:`LLMC` keys, memory-mapped, one view per tensor."""
+    """An llm.c file as a lazy state dict in :data:`LAYOUT` keys, memory-mapped, one view per tensor."""
 
     def __init__(self, path: Path, config: GPT2Config, dtype: str) -> None:
         import numpy as np
@@ -136,32 +163,33 @@ class LlmcSource(Mapping[str, Any]):
         return len(self._where)
 
 
-def read_llmc(path: str | os.PathLike[str]) -> tuple[GPT2Config, CanonicalWeights]:
-    """The config (from the header) and checked canonical weights of an llm.c model file."""
-    path = Path(path)
-    config, dtype, _ = _read_header(path)
-    return config, to_canonical(LlmcSource(path, config, dtype), config, LLMC)
+def recognise(path: Path, head: bytes) -> bool:
+    """llm.c's model magic, or the magic of its other files (which :func:`read` names)."""
+    return len(head) >= 4 and int.from_bytes(head[:4], "little") in (MAGIC, *OTHER_MAGICS)
 
 
-def write_llmc(weights: Mapping[str, Any], config: GPT2Config, path: str | os.PathLike[str], dtype: str) -> None:
+def read(
+    path: Path, *, config: GPT2Config | None, layout: Layout | None, dequantize: bool
+) -> tuple[GPT2Config, CanonicalWeights]:
+    """The config (from the header, unless ``config`` is given) and checked canonical weights of an llm.c file."""
+    refuse_layout(path, layout, "llmc")
+    found, dtype, _ = _read_header(path)
+    return config or found, to_canonical(LlmcSource(path, found, dtype), config or found, LAYOUT)
+
+
+def write(weights: Prepared, config: GPT2Config, path: Path, dtype: str) -> None:
     """Write canonical ``weights`` (already in ``dtype``) as an llm.c model file of that version."""
     import numpy as np
     import torch
 
-    if config.layer_norm_epsilon != LLMC_EPSILON:
-        raise WeightsError(
-            f"llm.c files have no layer_norm_epsilon field and llm.c uses {LLMC_EPSILON}; this model uses "
-            f"{config.layer_norm_epsilon}, so llm.c would compute something else. Convert to hf, "
-            "safetensors or gguf instead"
-        )
     version = {d: v for v, d in VERSIONS.items()}[dtype]
     header = np.zeros(HEADER_INTS, dtype="<i4")
     header[:8] = (MAGIC, version, config.n_positions, config.vocab_size, config.n_layer, config.n_head,
-                  config.n_embd, LLMC.padded_vocab(config))
+                  config.n_embd, LAYOUT.padded_vocab(config))
     target = getattr(torch, dtype)
     with open(path, "wb") as f:
         f.write(header.tobytes())
-        for _, tensor in from_canonical(weights, LLMC):
+        for _, tensor in from_canonical(weights, LAYOUT):
             tensor = torch.as_tensor(tensor).to(target).contiguous()
             if target is torch.bfloat16:
                 tensor = tensor.view(torch.int16)  # NumPy has no bfloat16: write its bits
