@@ -19,7 +19,6 @@ from typing import Any
 
 from ._config import GPT2Config
 from ._errors import WeightsError, WeightsSourceError
-from ._random import random_weights as random_weights  # re-exported: zoo.bench.run imports it from here
 from .formats import FORMATS, Format, hf, torchfile
 from .weight_map import LAYOUTS, CanonicalWeights, Layout
 
