@@ -28,9 +28,17 @@ starts).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import zoo
 
-from .model import GPT
+
+def build(config: zoo.GPT2Config, *, device: Any = "cpu", dtype: Any = None,
+          weights: Mapping[str, Any] | None = None) -> zoo.GPT2:
+    from .model import GPT  # NumPy: imported when a model is built, not when variants are listed
+
+    return GPT.build(config, device=device, dtype=dtype, weights=weights)
 
 
 @zoo.hookimpl
@@ -38,7 +46,7 @@ def zoo_variants() -> list[zoo.Variant]:
     return [
         zoo.Variant(
             name="cpu",
-            build=GPT.build,
+            build=build,
             summary="GPT-2 in NumPy float32 on the CPU (OpenBLAS, static KV cache, no torch arithmetic)",
             capabilities=zoo.Capabilities(devices=("cpu",), dtypes=("float32",)),
             notes="BLAS threads follow torch.get_num_threads() (set model.threads to override); "
