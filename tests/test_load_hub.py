@@ -118,4 +118,5 @@ def test_hub_id_not_in_the_cache_says_the_hub_cannot_be_reached(hub_cache):
     assert "'someone/missing-model' is no local file or folder" in message
     assert "hub cannot be reached" in message and "HF_HUB_OFFLINE" in message and str(hub_cache) in message
     assert "weights='/path/to/missing-model'" in message and "save_pretrained" in message
+    assert "zoo convert" in message and "HF_HUB_CACHE" in message and "--weights random" in message
     assert isinstance(info.value, OSError)

@@ -64,7 +64,10 @@ def _download(repo_id: str, revision: str | None) -> Path:
             f"the hub cannot be reached or does not have it ({why}). "
             f"If you have the weights locally, pass the folder or file instead: "
             f"zoo.load(name, weights='/path/to/{repo_id.split('/')[-1]}') or `--weights /path/to/folder` "
-            "(a folder written by save_pretrained, with its config.json)"
+            "(a folder written by save_pretrained, with its config.json, or a .safetensors, .bin/.pt, "
+            "llm.c or GGUF file; `zoo convert` writes any of them from the others); a hub cache copied "
+            "from another machine is found through HF_HUB_CACHE; `--weights random` (weights=None) "
+            "needs no files"
         ) from exc
     return folder
 
