@@ -5,39 +5,14 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Mapping
-from pathlib import Path
 
 import pytest
 import torch
 from load_helpers import ATOL, CONFIG, VARIANTS, logits, reference_model
-from transformers import GPT2LMHeadModel
 
 import zoo
 from zoo import CapabilityError, GPT2Config, WeightsError
 from zoo.weight_map import canonical_shapes
-
-
-@pytest.fixture(scope="module")
-def reference() -> GPT2LMHeadModel:
-    return reference_model(CONFIG, seed=0)
-
-
-@pytest.fixture(scope="module")
-def ids() -> torch.Tensor:
-    return torch.randint(0, CONFIG.vocab_size, (2, 11), generator=torch.Generator().manual_seed(3))
-
-
-@pytest.fixture(scope="module")
-def expected(reference, ids) -> torch.Tensor:
-    return logits(reference, ids)
-
-
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory, reference) -> Path:
-    """The reference, written by ``save_pretrained``."""
-    folder = tmp_path_factory.mktemp("weights") / "pretrained"
-    reference.save_pretrained(folder)
-    return folder
 
 
 def test_layout_or_revision_without_weights_is_refused():

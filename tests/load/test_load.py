@@ -12,27 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from load_helpers import ATOL, CONFIG, VARIANTS, logits, reference_model
+from load_helpers import ATOL, CONFIG, VARIANTS, logits
 from transformers import GPT2LMHeadModel
 
 import zoo
 from zoo import WeightsError, WeightsSourceError
 from zoo.weight_map import NANOGPT, from_canonical, to_canonical
-
-
-@pytest.fixture(scope="module")
-def reference() -> GPT2LMHeadModel:
-    return reference_model(CONFIG, seed=0)
-
-
-@pytest.fixture(scope="module")
-def ids() -> torch.Tensor:
-    return torch.randint(0, CONFIG.vocab_size, (2, 11), generator=torch.Generator().manual_seed(3))
-
-
-@pytest.fixture(scope="module")
-def expected(reference, ids) -> torch.Tensor:
-    return logits(reference, ids)
 
 
 def nanogpt_state_dict(reference: GPT2LMHeadModel) -> dict[str, torch.Tensor]:
