@@ -9,6 +9,10 @@ against its bound, time), then each failure with its shrunk counterexample
 and a command that reproduces it; progress goes to stderr. Exits 1 if
 anything failed.
 """
+# This module is also the harness's zoo plugin (entry point ``conformance`` in
+# the ``zoo`` group): its ``zoo_addcommands`` hook adds ``zoo check`` to the
+# core's command line, which imports nothing from the harness. Importing it
+# stays cheap (no hypothesis, no torch): ``cmd_check`` imports them when run.
 
 from __future__ import annotations
 
@@ -18,7 +22,9 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["add_parser", "cmd_check"]
+from zoo import hookimpl
+
+__all__ = ["add_parser", "cmd_check", "zoo_addcommands"]
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -94,3 +100,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.set_defaults(func=cmd_check)
+
+
+@hookimpl
+def zoo_addcommands(subparsers: Any) -> None:
+    """Add ``zoo check`` (see :func:`zoo.hookspec.zoo_addcommands`)."""
+    add_parser(subparsers)

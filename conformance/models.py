@@ -128,7 +128,7 @@ def hf_model(config: zoo.GPT2Config, weights: Mapping[str, Any], dtype: torch.dt
     """Hugging Face's ``GPT2LMHeadModel`` (eager attention, eval mode, CPU) holding canonical ``weights``."""
     import torch
 
-    model = zoo.hf.hf_model(config, dtype=dtype)
+    model = zoo.hf.hf_model(config, dtype=dtype)  # the public reference; this function fills in weights
     params = dict(model.named_parameters())
     with torch.no_grad():
         for key, tensor in from_canonical(weights, HF):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import logging
@@ -246,3 +247,98 @@ def test_python_dash_m_zoo_error_is_one_line_without_traceback():
     assert proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "no variant named 'no-such-variant'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# -- commands from plugins ------------------------------------------------------------------
+
+
+class HelloPlugin:
+    """A third-party plugin that adds ``zoo hello NAME``."""
+
+    @zoo.hookimpl
+    def zoo_addcommands(self, subparsers):
+        p = subparsers.add_parser("hello", help="greet a variant")
+        p.add_argument("name")
+        p.set_defaults(func=lambda args: print(f"hello, {zoo.get_variant(args.name).name}") or 0)
+
+
+class FailingPlugin:
+    """Adds a command, then fails while adding the next one."""
+
+    @zoo.hookimpl
+    def zoo_addcommands(self, subparsers):
+        subparsers.add_parser("half", help="added before the plugin failed")
+        raise RuntimeError("cannot add the rest")
+
+
+class TakenNamePlugin:
+    """Asks for a built-in command's name (argparse refuses it from Python 3.11)."""
+
+    @zoo.hookimpl
+    def zoo_addcommands(self, subparsers):
+        p = subparsers.add_parser("list", help="another list")
+        p.set_defaults(func=lambda args: print("not the zoo's list") or 0)
+
+
+class ReplacingPlugin:
+    """Replaces a built-in command, as Python 3.10's argparse lets ``add_parser`` do silently."""
+
+    @zoo.hookimpl
+    def zoo_addcommands(self, subparsers):
+        subparsers.choices["info"] = argparse.ArgumentParser(prog="not the zoo's info")
+
+
+def test_a_plugin_adds_a_subcommand_through_the_hook(capsys, fresh_registry):
+    zoo.plugin_manager().register(HelloPlugin(), name="fake-hello")
+    assert main(["hello", "pure"]) == 0
+    assert capsys.readouterr().out == "hello, pure\n"
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "hello" in out and "greet a variant" in out and "check" in out
+    assert "no variant named 'bogus'" in run_error(capsys, ["hello", "bogus"])
+
+
+def test_a_plugin_failing_to_add_commands_is_named_and_the_rest_work(capsys, caplog, fresh_registry):
+    pm = zoo.plugin_manager()
+    pm.register(HelloPlugin(), name="fake-hello")
+    pm.register(FailingPlugin(), name="fake-failing")
+    pm.register(TakenNamePlugin(), name="fake-taken")
+    pm.register(ReplacingPlugin(), name="fake-replacing")
+    with caplog.at_level(logging.WARNING, logger="zoo"):
+        assert main(["hello", "pure"]) == 0
+    assert capsys.readouterr().out == "hello, pure\n"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    failing = next(w for w in warnings if "'fake-failing'" in w)
+    assert "could not add its commands: RuntimeError: cannot add the rest" in failing
+    assert "uninstall" in failing
+    taken = next(w for w in warnings if "'fake-taken'" in w)
+    assert "list" in taken.split("could not add its commands")[1]  # argparse's words from Python 3.11, ours before
+    replacing = next(w for w in warnings if "'fake-replacing'" in w)
+    assert "command 'info' is already taken" in replacing
+    # the built-in commands, the harness's and the other plugin's are all there
+    assert main(["info", "pure"]) == 0
+    assert capsys.readouterr().out.startswith("pure: ")
+    assert main(["list", "pur*", "--json"]) == 0
+    assert "pure" in [row["name"] for row in json.loads(capsys.readouterr().out)]
+    assert main(["check", "--help"]) == 0
+    assert "--property" in capsys.readouterr().out
+    # the command added before the failure reports it instead of doing something half-made
+    line = run_error(capsys, ["half"])
+    assert "'fake-failing'" in line and "cannot add the rest" in line
+
+
+def test_the_core_cli_imports_no_harness_module():
+    """``zoo list`` gets `zoo check` from the harness's plugin without importing hypothesis or the properties."""
+    code = (
+        "import sys\n"
+        "from zoo._cli import build_parser\n"
+        "parser = build_parser()\n"
+        "assert parser.parse_args(['list']).command == 'list'\n"
+        "assert parser.parse_args(['check', 'pure']).command == 'check'\n"
+        "heavy = ('hypothesis', 'conformance.properties', 'conformance.strategies', 'conformance.runner',\n"
+        "         'conformance.models')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]", proc.stdout

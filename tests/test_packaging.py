@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import importlib.metadata
 import os
 import shutil
@@ -58,6 +60,50 @@ def test_console_script_and_entry_points_are_declared():
     assert scripts["zoo"] == "zoo._cli:main"
     builtins = PYPROJECT["project"]["entry-points"]["zoo"]
     assert builtins["pure"] == "plugins.pure" and builtins["hf"] == "plugins.hf"
+
+
+# -- layers: the core never imports the harness; the harness uses only the public API ------------
+PUBLIC_MODULES = ("hf", "weight_map")  # zoo's public modules besides the package itself
+
+
+def imported_names(path: Path) -> list[tuple[int, str]]:
+    """(line, dotted name) for every absolute import in ``path``, ``from a import b`` giving ``a.b``."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+    return names
+
+
+def test_the_core_imports_no_harness_module():
+    found = [f"{path.relative_to(ROOT)}:{line}: {name}" for path in sorted((ROOT / "zoo").rglob("*.py"))
+             for line, name in imported_names(path) if name.split(".")[0] == "conformance"]
+    assert found == [], "zoo/ must not import the harness; give it a hook in zoo/hookspec.py instead"
+
+
+def test_the_harness_uses_only_zoos_public_api():
+    def public(dotted: str) -> bool:
+        parts = dotted.split(".")
+        if parts[0] != "zoo" or len(parts) == 1:
+            return True
+        if parts[1] in PUBLIC_MODULES:
+            module = importlib.import_module(f"zoo.{parts[1]}")
+            return len(parts) == 2 or parts[2] in module.__all__
+        return parts[1] in zoo.__all__ and not any(p.startswith("_") for p in parts[2:])  # zoo.GPT2.setup_caches
+
+    found = []
+    for path in sorted((ROOT / "conformance").rglob("*.py")):
+        names = imported_names(path)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):  # zoo.<name>, zoo.<module>.<name>
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "zoo":
+                names.append((node.lineno, f"zoo.{node.attr}"))
+            elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+                  and isinstance(node.value.value, ast.Name) and node.value.value.id == "zoo"):
+                names.append((node.lineno, f"zoo.{node.value.attr}.{node.attr}"))
+        found += [f"{path.relative_to(ROOT)}:{line}: {name}" for line, name in names if not public(name)]
+    assert found == [], f"the harness must use zoo.__all__ or zoo.{{{', '.join(PUBLIC_MODULES)}}} only"
 
 
 def test_py_typed_ships():

@@ -114,12 +114,24 @@ def test_a_foreign_plugins_package_cannot_pose_as_a_builtin(tmp_path, monkeypatc
 def test_hookspec_is_documented_and_named_after_the_project():
     assert hookspec.PROJECT == "zoo"
     hooks = [n for n in dir(hookspec) if n.startswith("zoo_")]
-    assert hooks == ["zoo_variants"]
+    assert hooks == ["zoo_addcommands", "zoo_variants"]
     for hook in hooks:
         doc = getattr(hookspec, hook).__doc__
-        assert doc and ":returns:" in doc
+        assert doc and "Example::" in doc and "Called once" in doc
+    assert ":returns:" in hookspec.zoo_variants.__doc__
+    assert ":param subparsers:" in hookspec.zoo_addcommands.__doc__
     assert zoo.plugin_manager().project_name == "zoo"
     assert zoo.hookimpl.project_name == "zoo"
+
+
+def test_the_harness_is_a_builtin_plugin_that_adds_commands_and_no_variants():
+    eps = {ep.name: ep for ep in importlib.metadata.entry_points(group=hookspec.PROJECT)}
+    assert eps["conformance"].value == "conformance.cli"
+    assert eps["conformance"].dist is not None and eps["conformance"].dist.name == registry.DISTRIBUTION
+    plugin = zoo.plugin_manager().get_plugin("conformance")
+    assert plugin is not None and "conformance" not in broken_by_name()
+    callers = {caller.name for caller in zoo.plugin_manager().get_hookcallers(plugin) or []}
+    assert callers == {"zoo_addcommands"}
 
 
 # -- third-party plugins ----------------------------------------------------------------
@@ -182,6 +194,33 @@ def test_hook_without_the_marker_is_reported(site):
     site("fake-dist", {"fake-unmarked": "fake_zoo_unmarked"}, {"fake_zoo_unmarked": source})
     assert "@zoo.hookimpl" in broken_by_name()["fake-unmarked"].message
     assert "fake-unmarked" not in zoo.list_variants()
+
+
+def test_plugin_that_only_adds_commands_is_not_broken(site):
+    source = """
+    import zoo
+
+    @zoo.hookimpl
+    def zoo_addcommands(subparsers):
+        subparsers.add_parser("fake-hello")
+    """
+    site("fake-dist", {"fake-commands": "fake_zoo_commands"}, {"fake_zoo_commands": source})
+    assert "fake-commands" not in broken_by_name()
+    assert zoo.plugin_manager().get_plugin("fake-dist:fake-commands") is not None
+    assert "fake-commands" not in zoo.list_variants(include_broken=True)  # a plugin, not a variant
+    assert {"pure", "hf"} <= set(zoo.list_variants())
+
+
+def test_plugin_implementing_no_hook_names_every_hook(site):
+    source = """
+    def helper():
+        return 1
+    """
+    site("fake-dist", {"fake-none": "fake_zoo_none"}, {"fake_zoo_none": source})
+    message = broken_by_name()["fake-none"].message
+    assert "implements no zoo hook" in message
+    assert "zoo_addcommands()" in message and "zoo_variants()" in message
+    assert zoo.plugin_manager().get_plugin("fake-dist:fake-none") is None
 
 
 @pytest.mark.parametrize(

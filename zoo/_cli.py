@@ -1,4 +1,7 @@
-"""The ``zoo`` command line: ``zoo list``, ``info``, ``generate``, ``convert``, ``bench`` (and ``zoo check``)."""
+"""The ``zoo`` command line: ``zoo list``, ``info``, ``generate``, ``convert``, ``bench``, and plugins' commands.
+
+Plugins add commands through the ``zoo_addcommands`` hook: the conformance harness adds ``zoo check`` so.
+"""
 
 from __future__ import annotations
 
@@ -291,9 +294,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="preset name or config.json path (default: gpt2, 124M)")
     p.set_defaults(func=cmd_bench)
 
-    from conformance.cli import add_parser as add_check_parser  # the harness lives in its own package
-    add_check_parser(sub)
+    _add_plugin_commands(sub)  # `zoo check` arrives this way, from the conformance harness
     return parser
+
+
+def _add_plugin_commands(sub: argparse._SubParsersAction[Any]) -> None:
+    """The commands plugins add through the ``zoo_addcommands`` hook, one plugin at a time.
+
+    A plugin whose hook raises is logged by name and the other commands still
+    work; a command it added before raising fails with that error when run.
+    """
+    from ._errors import BrokenPluginError
+    from ._registry import DISABLE_AUTOLOAD_ENV, plugin_manager
+
+    pm = plugin_manager()
+    for impl in reversed(pm.hook.zoo_addcommands.get_hookimpls()):  # the order pluggy calls them in
+        before = dict(sub.choices)
+        try:
+            impl.function(*[{"subparsers": sub}[arg] for arg in impl.argnames])
+            taken = [command for command, p in before.items() if sub.choices[command] is not p]
+            if taken:  # Python 3.10's argparse replaces a command silently; 3.11's raises
+                sub.choices.update(before)
+                raise ValueError(f"command {', '.join(map(repr, taken))} is already taken; choose another name")
+        except (Exception, SystemExit) as exc:  # noqa: BLE001  # one plugin must not take the other commands down
+            error = BrokenPluginError(
+                f"zoo plugin {pm.get_name(impl.plugin)!r} could not add its commands: {type(exc).__name__}: "
+                f"{exc}; the other commands work. Fix or uninstall the package that provides it "
+                f"({DISABLE_AUTOLOAD_ENV}=1 leaves third-party plugins out)"
+            )
+            logging.getLogger("zoo").warning("%s", error)
+            for command in set(sub.choices) - set(before):
+                sub.choices[command].set_defaults(func=_failing(error))
+
+
+def _failing(error: ZooError) -> Callable[[argparse.Namespace], int]:
+    """A command's ``func`` that reports ``error`` (its plugin failed while adding it)."""
+
+    def func(args: argparse.Namespace) -> int:
+        raise error
+
+    return func
 
 
 def main(argv: Sequence[str] | None = None) -> int:

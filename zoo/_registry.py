@@ -131,10 +131,10 @@ class _Registry:
     def _check_hooks(self, plugin_name: str, label: str, source: str) -> bool:
         """A misspelled hook fails loudly: the plugin is unregistered and listed as broken."""
         plugin = self.pm.get_plugin(plugin_name)
+        known = [n for n in dir(hookspec) if n.startswith(hookspec.PROJECT + "_")]
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
-            known = [n for n in dir(hookspec) if n.startswith(hookspec.PROJECT + "_")]
             unknown = [
                 n for n in dir(plugin)
                 if n.startswith(hookspec.PROJECT + "_") and n not in known
@@ -150,11 +150,11 @@ class _Registry:
                 f"the zoo's hooks are: {', '.join(known)}"
             ))
             return False
-        if not self.pm.get_hookcallers(plugin):
+        if not self.pm.get_hookcallers(plugin):  # any one hook will do: variants, commands or both
             self._unregister(plugin_name)
             self._mark_broken(label, source, BrokenPluginError(
-                f"plugin {label!r} implements no zoo hook; mark its zoo_variants() function "
-                "with @zoo.hookimpl"
+                f"plugin {label!r} implements no zoo hook; mark its {' or '.join(f'{n}()' for n in known)} "
+                "function with @zoo.hookimpl"
             ))
             return False
         return True
@@ -164,6 +164,7 @@ class _Registry:
         self.pm.set_blocked(plugin_name)
 
     def _collect(self, plugin_name: str, label: str, source: str, dist: str | None) -> None:
+        """The plugin's variants; one that only adds commands (``zoo_addcommands``) declares none."""
         plugin = self.pm.get_plugin(plugin_name)
         impls = [i for i in self.pm.hook.zoo_variants.get_hookimpls() if i.plugin is plugin]
         declared: list[Variant] = []
