@@ -376,3 +376,22 @@ def test_approximate_variants_are_held_to_their_declared_bounds(model: type[GPT]
         assert results["logits"].status == "fail"
         assert any(m in results["logits"].message for m in ("(KL ", "(relative logit error ", "(top-1"))
         assert results["determinism"].status == "pass"  # self-consistency is still exact
+
+
+class ExportsCopies(GPT):
+    """A trainable variant whose export_weights() clones: the commonest way to break the training check."""
+
+    def export_weights(self) -> dict[str, torch.Tensor]:
+        return {name: t.clone() for name, t in super().export_weights().items()}
+
+
+def test_a_trainable_variant_exporting_copies_is_told_the_likely_cause_first() -> None:
+    zoo.register(zoo.Variant("pure-exports-copies", build=ExportsCopies.build, summary="exports clones",
+                             capabilities=zoo.Capabilities(trainable=True)))
+    try:
+        (_, training) = runner.check_variant("pure-exports-copies", profile="quick", properties=["training"])
+    finally:
+        zoo.unregister("pure-exports-copies")
+    assert training.status == "fail"
+    assert "export_weights() returned copies of these parameters" in training.message
+    assert training.message.index(".clone()") < training.message.index("untied lm_head")

@@ -50,8 +50,10 @@ def build(ctx: Context) -> Built:
         params = dict(model.named_parameters())
         unmapped = sorted(set(params) - set(names))
         if unmapped:
-            judge.fail("parameters that are not canonical weights (an untied lm_head?); export_weights() "
-                       "must return the parameters themselves or views of them", unmapped, [])
+            judge.fail("export_weights() returned copies of these parameters, not the parameters or views of "
+                       "them (most often a .clone(), .contiguous(), .float() or .detach().numpy() in "
+                       "export_weights; else a parameter that is no GPT-2 weight, such as an untied lm_head): "
+                       "a trainable variant's exported weights must be its parameters", unmapped, [])
         frozen = sorted(n for n, p in params.items() if not p.requires_grad)
         if frozen:
             judge.fail("parameters that do not require grad", frozen, [])
