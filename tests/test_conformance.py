@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from planted import CATALOGUE, variant
 
 import zoo
+import zoo.nn
 from conformance import models, profiles, runner
 from conformance import strategies as s
 from conformance.assertions import ConformanceFailure, Judge, Stats
@@ -362,7 +364,7 @@ class Coarse(Rounded):
 def test_approximate_variants_are_held_to_their_declared_bounds(model: type[GPT], passes: bool) -> None:
     name = f"approximate-{model.__name__.lower()}"
     zoo.register(zoo.Variant(
-        name, build=model.build, summary="rounded weights",
+        name, build=functools.partial(zoo.nn.build, cls=model), summary="rounded weights",
         capabilities=zoo.Capabilities(exact=False, lossless_weights=False),
         tolerances=zoo.Tolerances(max_kl=1e-3, min_top1=0.9, max_rel_logit_error=0.05)))
     try:
@@ -386,7 +388,8 @@ class ExportsCopies(GPT):
 
 
 def test_a_trainable_variant_exporting_copies_is_told_the_likely_cause_first() -> None:
-    zoo.register(zoo.Variant("pure-exports-copies", build=ExportsCopies.build, summary="exports clones",
+    zoo.register(zoo.Variant("pure-exports-copies", build=functools.partial(zoo.nn.build, cls=ExportsCopies),
+                             summary="exports clones",
                              capabilities=zoo.Capabilities(trainable=True)))
     try:
         (_, training) = runner.check_variant("pure-exports-copies", profile="quick", properties=["training"])

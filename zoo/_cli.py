@@ -337,13 +337,16 @@ def _failing(error: ZooError) -> Callable[[argparse.Namespace], int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # configured before the parser is built: building it discovers the plugins (they may add commands),
+    # and a broken plugin's warning must read like every other line of ours
+    logging.basicConfig(level=logging.WARNING, format="zoo: %(levelname)s: %(message)s")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already reported in one line
         return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="zoo: %(levelname)s: %(message)s")
+    if args.verbose:
+        logging.getLogger().setLevel(logging.INFO)
     try:
         return int(args.func(args) or 0)
     except ZooError as exc:

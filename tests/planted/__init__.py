@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import zoo
+import zoo.nn
 from zoo.nn.model import GPT, MLP, CausalSelfAttention, KVCache
 
 __all__ = ["CATALOGUE", "PlantedBug", "variant"]
@@ -85,7 +86,8 @@ class Planted(GPT):
 
     @classmethod
     def build(cls, config: zoo.GPT2Config, *, device: Any = "cpu", dtype: torch.dtype = torch.float32) -> GPT:
-        model = super().build(config, device=device, dtype=dtype)
+        model = zoo.nn.build(config, device=device, dtype=dtype, cls=cls)
+        assert isinstance(model, Planted)
         model.plant()
         return model
 

@@ -8,10 +8,12 @@
 - :func:`compile_decode` (:mod:`zoo.nn.compile`): wraps a model so that its
   one-token decode steps run under ``torch.compile``. ``compiled``,
   ``quantised-compiled`` and ``quantised-int4-compiled`` are this.
-- :func:`build`: allocates a model once on its device, quantises and compiles
-  it as asked, and fills it with weights (never a random init first).
-- :func:`declare`: a ``zoo.Variant`` for any (scheme, compiled) pair, as the
-  built-in plugins declare theirs.
+- :func:`build` (:mod:`zoo.nn.compose`): allocates a model once on its
+  device, quantises and compiles it as asked, and fills it with weights
+  (never a random init first).
+- :func:`declare`: a ``zoo.Variant`` for any (model class, scheme, compiled)
+  combination, as the built-in plugins declare theirs; ``declare("mine",
+  "...", cls=MyGPT)`` for a subclass with a module of one's own.
 
 Importing this package imports no torch (listing variants stays cheap); the
 names above import their module on first use.
@@ -29,12 +31,13 @@ from .schemes import SCHEMES, Scheme, get_scheme
 
 if TYPE_CHECKING:
     from .compile import compile_decode
-    from .model import GPT, build
+    from .compose import build
+    from .model import GPT
     from .quantise import quantise_
 
 __all__ = ["GPT", "SCHEMES", "Scheme", "build", "compile_decode", "declare", "get_scheme", "quantise_"]
 
-_LAZY = {"GPT": "model", "build": "model", "quantise_": "quantise", "compile_decode": "compile"}
+_LAZY = {"GPT": "model", "build": "compose", "quantise_": "quantise", "compile_decode": "compile"}
 
 
 def __getattr__(name: str) -> Any:
@@ -43,16 +46,18 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _build(config: Any, *, scheme: str | Scheme | None, compiled: bool, device: Any = "cpu", dtype: Any = None,
-           weights: Any = None) -> Any:
-    from .model import build
+def _build(config: Any, *, scheme: str | Scheme | None, compiled: bool, cls: Any, device: Any = "cpu",
+           dtype: Any = None, weights: Any = None) -> Any:
+    from .compose import build
+    from .model import GPT
 
-    return build(config, scheme=scheme, compiled=compiled, device=device, dtype=dtype, weights=weights)
+    return build(config, scheme=scheme, compiled=compiled, cls=cls or GPT, device=device, dtype=dtype,
+                 weights=weights)
 
 
 def declare(name: str, summary: str, *, scheme: Scheme | str | None = None, compiled: bool = False,
-            notes: str = "", **capabilities: Any) -> Variant:
-    """The ``zoo.Variant`` of :class:`GPT`, quantised with ``scheme`` and/or with a compiled decode step.
+            cls: type[GPT] | None = None, notes: str = "", **capabilities: Any) -> Variant:
+    """The ``zoo.Variant`` of :class:`GPT` (or ``cls``, a subclass), quantised with ``scheme`` and/or compiled.
 
     A scheme fixes what a quantised model offers: its devices, its one dtype
     (the activations'), approximate logits held to the scheme's tolerances,
@@ -70,6 +75,6 @@ def declare(name: str, summary: str, *, scheme: Scheme | str | None = None, comp
                        trainable=False, lossless_weights=False)
         tolerances, precision = row.tolerances, row.precision
     caps = replace(caps, **capabilities)
-    build = functools.partial(_build, scheme=scheme, compiled=compiled)
+    build = functools.partial(_build, scheme=scheme, compiled=compiled, cls=cls)
     return Variant(name=name, build=build, summary=summary, capabilities=caps, tolerances=tolerances,
                    notes=notes, precision=precision)

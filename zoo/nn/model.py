@@ -3,8 +3,9 @@
 The base every torch variant of the zoo builds on. ``pure`` is this model as
 it is; ``quantised`` is this model after :func:`zoo.nn.quantise_` swapped its
 Linear layers; ``compiled`` is this model wrapped by
-:func:`zoo.nn.compile_decode`. A third party subclasses a module (say its own
-attention) and keeps the rest.
+:func:`zoo.nn.compile_decode`; :func:`zoo.nn.build` (``zoo/nn/compose.py``)
+puts them together. A third party subclasses a module (say its own attention)
+and keeps the rest.
 
 Module names equal Hugging Face's (``wte``, ``wpe``, ``h.{i}.attn.c_attn``,
 ``ln_f``), so the canonical state dict is this module's own. Unlike nanoGPT:
@@ -31,9 +32,8 @@ from .._errors import InvalidInputError
 from .._inputs import check_cache_size, check_inputs
 from .._interface import GPT2
 from ..weight_map import canonical_shapes, checked
-from .schemes import get_scheme
 
-__all__ = ["GPT", "MLP", "Block", "CausalSelfAttention", "KVCache", "attention_bias", "build"]
+__all__ = ["GPT", "MLP", "Block", "CausalSelfAttention", "KVCache", "attention_bias"]
 
 
 class KVCache(nn.Module):
@@ -129,14 +129,6 @@ class GPT(nn.Module, GPT2):
         self.max_batch_size = 0
         self.max_seq_length: int | None = None
         self.cache_length = 0  # slots allocated in each layer's cache (>= max_seq_length)
-
-    @classmethod
-    def build(cls, config: GPT2Config, *, device: torch.device | str = "cpu", dtype: torch.dtype | None = None,
-              weights: Mapping[str, Any] | None = None) -> GPT:
-        """:func:`zoo.nn.build` for this class: ``zoo.Variant(build=MyGPT.build, ...)`` for a subclass of one's own."""
-        model = build(config, device=device, dtype=dtype, weights=weights, cls=cls)
-        assert isinstance(model, GPT)
-        return model
 
     def tie_weights(self) -> None:
         """``lm_head.weight`` *is* ``wte.weight`` (again: ``to_empty`` re-creates parameters).
@@ -255,42 +247,3 @@ class GPT(nn.Module, GPT2):
         """Bytes held by the weights, each storage once (a tied pair once; the KV cache excluded)."""
         tensors = [*self.parameters(), *(b for n, b in self.named_buffers() if ".kv_cache." not in f".{n}")]
         return sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}.values())
-
-
-def build(config: GPT2Config, *, device: torch.device | str = "cpu", dtype: torch.dtype | None = None,
-          weights: Mapping[str, Any] | None = None, scheme: Any = None, compiled: bool = False,
-          cls: type[GPT] | None = None) -> GPT2:
-    """A :class:`GPT` (or ``cls``, a subclass) allocated once, on ``device`` in ``dtype``, holding ``weights``.
-
-    Never initialised twice.
-    The modules are created on the meta device (no memory, no init), swapped by
-    :func:`zoo.nn.quantise_` for ``scheme`` (a :class:`zoo.nn.Scheme` or its
-    name), allocated on ``device``, and filled with ``weights`` (canonical), or
-    with GPT-2's random initialisation drawn from torch's global RNG when
-    ``weights`` is ``None`` (so ``hf`` built after the same
-    ``torch.manual_seed`` holds the same ones). ``dtype`` defaults to the
-    scheme's activation dtype, else float32. ``compiled`` wraps the result
-    with :func:`zoo.nn.compile_decode`.
-    """
-    if dtype is None:
-        dtype = getattr(torch, get_scheme(scheme).activations) if scheme is not None else torch.float32
-    if weights is None:
-        from .. import random_weights
-
-        weights = random_weights(config, seed=int(torch.randint(2**31, ())))
-    with torch.device("meta"):
-        model = (cls or GPT)(config).to(dtype=dtype)
-    if scheme is not None:
-        from .quantise import quantise_
-
-        get_scheme(scheme).check(torch.device(device).type, str(dtype).removeprefix("torch."))
-        quantise_(model, scheme, device=device)
-    model.to_empty(device=device)
-    model.tie_weights()
-    model.import_weights(weights)
-    model.eval()  # there is no dropout here, but callers may rely on eval mode
-    if compiled:
-        from .compile import compile_decode
-
-        return compile_decode(model)
-    return model
