@@ -23,6 +23,7 @@ def layer() -> W8A8Linear:
     torch.manual_seed(0)
     layer = W8A8Linear(48, 24)
     layer.load(torch.randn(24, 48))
+    assert layer.bias is not None
     layer.bias.copy_(torch.randn(24))
     return layer
 
@@ -37,6 +38,7 @@ def fake_quant(t: torch.Tensor, dim: int) -> torch.Tensor:
 def test_it_equals_a_fake_quantised_reference(layer: W8A8Linear) -> None:
     x = torch.randn(5, 48) * torch.linspace(0.1, 10, 5)[:, None]  # tokens of different ranges
     w = layer.dequantised(torch.float64)  # the int8 weight times its scales
+    assert layer.bias is not None
     assert torch.equal(fake_quant(w, dim=1), w), "the weight is not on int8 levels per output channel"
     expected = fake_quant(x, dim=1) @ w.T + layer.bias.double()  # activations fake-quantised per token
     torch.testing.assert_close(layer(x).double(), expected, rtol=1e-5, atol=1e-5)
@@ -85,7 +87,8 @@ def test_a_model_quantises_every_linear_of_the_blocks_and_keeps_the_head_tied_an
     with torch.no_grad():
         got, expected = model(IDS), weight_only(IDS)
     rel = float((got - expected).norm() / expected.norm())
-    assert 1e-4 < rel < zoo_example.W8A8.tolerances.max_rel_logit_error, rel
+    bound = zoo_example.W8A8.tolerances.max_rel_logit_error
+    assert bound is not None and 1e-4 < rel < bound, rel
 
 
 def test_the_scheme_computes_in_float32_only_and_says_so() -> None:

@@ -51,7 +51,9 @@ def build_explicit(config: zoo.GPT2Config, *, device: Any = "cpu", dtype: Any = 
     """An ``explicit`` model holding ``weights`` (canonical), or GPT-2's random init when ``None``."""
     from .explicit import ExplicitGPT  # torch loads when a model is built, not when `zoo list` runs
 
-    return ExplicitGPT.build(config, device=device, dtype=dtype, weights=weights)  # type: ignore[return-value]
+    model = ExplicitGPT.build(config, device=device, dtype=dtype, weights=weights)
+    assert isinstance(model, ExplicitGPT)  # GPT.build is typed as returning the base class
+    return model
 
 
 @zoo.hookimpl

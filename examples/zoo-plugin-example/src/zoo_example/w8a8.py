@@ -45,7 +45,7 @@ own checkpoint survives it.
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 from zoo.nn.kernels import quantise_int8
 
 __all__ = ["W8A8Linear", "quantise_per_token"]
