@@ -6,11 +6,12 @@ transformers, pytest and the zoo itself, without copying anything), and pip, run
 in it with ``--no-index``, installs three copies of the example built from
 temporary copies of its folder:
 
-- ``zoo-plugin-example``: the example as it is, variant ``sdpa``;
-- ``zoo-plugin-example-planted``: variant ``sdpa-planted``, one planted bug (the
-  attention scale is ``1/hs`` instead of ``1/sqrt(hs)``);
-- ``zoo-plugin-example-broken``: entry point ``sdpa-broken``, whose module imports
-  a package that is not installed.
+- ``zoo-plugin-example``: the example as it is, variants ``explicit`` and ``w8a8``;
+- ``zoo-plugin-example-planted``: variants ``explicit-planted`` and
+  ``w8a8-planted``, one planted bug in the written-out attention (the scale is
+  ``1/hs`` instead of ``1/sqrt(hs)``);
+- ``zoo-plugin-example-broken``: entry point ``zoo-example-broken``, whose module
+  imports a package that is not installed.
 
 Every check then runs the ``zoo`` command (or pytest) in that environment, from a
 folder outside this repository, as a user would.
@@ -79,13 +80,16 @@ def copy_example(dst: Path, suffix: str = "") -> Path:
     shutil.copytree(EXAMPLE, dst, ignore=shutil.ignore_patterns(
         "build", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis"))
     if suffix:
-        module = f"zoo_sdpa_{suffix}"
-        (dst / "src" / "zoo_sdpa").rename(dst / "src" / module)
+        module = f"zoo_example_{suffix}"
+        (dst / "src" / "zoo_example").rename(dst / "src" / module)
         pyproject = dst / "pyproject.toml"
         replace_once(pyproject, f'name = "{DIST}"', f'name = "{DIST}-{suffix}"')
-        replace_once(pyproject, 'sdpa = "zoo_sdpa"', f'sdpa-{suffix} = "{module}"')
-        replace_once(pyproject, 'zoo_sdpa = ["py.typed"]', f'{module} = ["py.typed"]')
-        replace_once(dst / "src" / module / "__init__.py", 'name="sdpa"', f'name="sdpa-{suffix}"')
+        replace_once(pyproject, 'zoo-example = "zoo_example"', f'zoo-example-{suffix} = "{module}"')
+        replace_once(pyproject, 'zoo_example = ["py.typed"]', f'{module} = ["py.typed"]')
+        hook = dst / "src" / module / "__init__.py"
+        replace_once(hook, 'name="explicit"', f'name="explicit-{suffix}"')
+        replace_once(hook, 'declare("w8a8",', f'declare("w8a8-{suffix}",')
+        replace_once(hook, '"zoo_example.w8a8:W8A8Linear"', f'"{module}.w8a8:W8A8Linear"')  # its own kernel
     return dst
 
 
@@ -121,11 +125,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
     good = copy_example(root / "src" / DIST)
     planted = copy_example(root / "src" / "planted", "planted")
     # the planted bug: scores divided by hs instead of sqrt(hs), softmax too flat
-    replace_once(planted / "src" / "zoo_sdpa_planted" / "model.py",
-                 "scale=1.0 / math.sqrt(hs)", "scale=1.0 / hs")
+    replace_once(planted / "src" / "zoo_example_planted" / "explicit.py",
+                 "scores * (1.0 / math.sqrt(hs))", "scores * (1.0 / hs)")
     broken = copy_example(root / "src" / "broken", "broken")
-    replace_once(broken / "src" / "zoo_sdpa_broken" / "__init__.py", "\nimport zoo\n",
-                 "\nimport zoo\nimport zoo_sdpa_missing_dependency  # a dependency nobody installed\n")
+    replace_once(broken / "src" / "zoo_example_broken" / "__init__.py", "\nimport zoo\n",
+                 "\nimport zoo\nimport zoo_example_missing_dependency  # a dependency nobody installed\n")
     # no --no-deps: the example's dependencies (gpt2-zoo, torch) must be found already installed
     pip = subprocess.run(
         [str(python), "-m", "pip", "install", "--no-index", "--no-build-isolation", "--no-input", "-q",
@@ -157,42 +161,51 @@ def builtin_variants() -> set[str]:
     return {name for name in zoo.list_variants() if zoo.get_variant(name).source.startswith("gpt2-zoo ")}
 
 
-def test_zoo_list_shows_the_variant_with_its_distribution(listing: str) -> None:
-    sdpa = entry(listing, "sdpa")
-    assert " ok " in sdpa
-    assert "scaled_dot_product_attention" in sdpa
-    assert "cpu,cuda | float32,bfloat16 | exact kv_cache padding trainable" in sdpa
-    assert f"[{DIST} 0.1.0 (entry point sdpa = zoo_sdpa)]" in sdpa
-    assert f"[{DIST}-planted 0.1.0" in entry(listing, "sdpa-planted")
+def test_zoo_list_shows_both_variants_with_their_distribution(listing: str) -> None:
+    source = f"[{DIST} 0.1.0 (entry point zoo-example = zoo_example)]"
+    explicit = entry(listing, "explicit")
+    assert " ok " in explicit and "attention written out" in explicit
+    assert "cpu | float32,float64,bfloat16 | exact kv_cache padding trainable" in explicit
+    assert source in explicit
+    w8a8 = entry(listing, "w8a8")
+    assert " ok " in w8a8 and "int8 per-token activations" in w8a8
+    assert "cpu | float32 | kv_cache padding " in w8a8  # approximate: no "exact", no training
+    assert source in w8a8
+    assert f"[{DIST}-planted 0.1.0" in entry(listing, "explicit-planted")
+    assert f"[{DIST}-planted 0.1.0" in entry(listing, "w8a8-planted")
 
 
 def test_a_plugin_that_fails_to_import_is_listed_as_broken_and_nothing_else_breaks(listing: str) -> None:
-    broken = entry(listing, "sdpa-broken")
+    broken = entry(listing, "zoo-example-broken")
     assert " broken " in broken
-    assert "ModuleNotFoundError: No module named 'zoo_sdpa_missing_dependency'" in broken
-    assert f"[{DIST}-broken 0.1.0 (entry point sdpa-broken = zoo_sdpa_broken)]" in broken
-    for name in [*builtin_variants(), "sdpa", "sdpa-planted"]:
+    assert "ModuleNotFoundError: No module named 'zoo_example_missing_dependency'" in broken
+    assert f"[{DIST}-broken 0.1.0 (entry point zoo-example-broken = zoo_example_broken)]" in broken
+    for name in [*builtin_variants(), "explicit", "w8a8", "explicit-planted", "w8a8-planted"]:
         assert " ok " in entry(listing, name), name
 
 
 def test_using_the_broken_plugin_is_one_line_naming_its_error(env: Env) -> None:
-    proc = env.zoo_cmd("info", "sdpa-broken")
+    proc = env.zoo_cmd("info", "zoo-example-broken")
     assert proc.returncode == 1
     *warnings, error = proc.stderr.strip().splitlines()  # discovery warns about it, then the error
-    warned = "zoo: WARNING: zoo plugin 'sdpa-broken' is broken"
+    warned = "zoo: WARNING: zoo plugin 'zoo-example-broken' is broken"
     assert all(line.startswith(warned) for line in warnings), proc.stderr
-    assert error.startswith("zoo: error: variant plugin 'sdpa-broken' from zoo-plugin-example-broken 0.1.0")
-    assert error.endswith("ModuleNotFoundError: No module named 'zoo_sdpa_missing_dependency'"), error
+    assert error.startswith("zoo: error: variant plugin 'zoo-example-broken' from zoo-plugin-example-broken 0.1.0")
+    assert error.endswith("ModuleNotFoundError: No module named 'zoo_example_missing_dependency'"), error
 
 
 def test_zoo_info(env: Env) -> None:
-    proc = env.zoo_cmd("info", "sdpa")
+    proc = env.zoo_cmd("info", "explicit")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("sdpa: GPT-2 with attention on torch's scaled_dot_product_attention")
+    assert proc.stdout.startswith("explicit: zoo.nn's GPT-2 with attention written out")
     assert re.search(rf"^  distribution: {DIST}$", proc.stdout, re.MULTILINE), proc.stdout
-    assert re.search(r"^  devices: +cpu, cuda$", proc.stdout, re.MULTILINE), proc.stdout
-    assert re.search(r"^  dtypes: +float32, bfloat16$", proc.stdout, re.MULTILINE), proc.stdout
-    assert "is_causal=True" in proc.stdout  # the variant's notes
+    assert re.search(r"^  devices: +cpu$", proc.stdout, re.MULTILINE), proc.stdout
+    assert re.search(r"^  dtypes: +float32, float64, bfloat16$", proc.stdout, re.MULTILINE), proc.stdout
+    assert "not yet checked on a GPU" in proc.stdout  # the variant's notes
+    proc = env.zoo_cmd("info", "w8a8")
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^  tolerances: .*max_kl=0\.04, max_rel_logit_error=0\.15$", proc.stdout, re.MULTILINE), \
+        proc.stdout  # the scheme row's bounds reach the variant
 
 
 def test_turning_autoload_off_hides_it(env: Env) -> None:
@@ -201,8 +214,8 @@ def test_turning_autoload_off_hides_it(env: Env) -> None:
     rows = json.loads(proc.stdout)
     assert {r["name"] for r in rows} == builtin_variants()
     assert all(r["status"] == "ok" and r["distribution"] == "gpt2-zoo" for r in rows)
-    info = env.zoo_cmd("info", "sdpa", ZOO_DISABLE_PLUGIN_AUTOLOAD="1")
-    assert info.returncode == 1 and "no variant named 'sdpa'" in info.stderr, info.stderr
+    info = env.zoo_cmd("info", "explicit", ZOO_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert info.returncode == 1 and "no variant named 'explicit'" in info.stderr, info.stderr
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +231,7 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_zoo_generate_uses_it_by_name(env: Env, weights: Path) -> None:
-    proc = env.zoo_cmd("generate", "sdpa", "--weights", weights, "--prompt", PROMPT, "--max-new-tokens", "8")
+    proc = env.zoo_cmd("generate", "explicit", "--weights", weights, "--prompt", PROMPT, "--max-new-tokens", "8")
     assert proc.returncode == 0, proc.stderr
     model = zoo.load("pure", weights)  # the reference implementation, in this process
     enc = zoo.get_tokenizer()
@@ -230,24 +243,28 @@ def test_zoo_generate_uses_it_by_name(env: Env, weights: Path) -> None:
 
 
 def test_zoo_check_passes(env: Env) -> None:
-    proc = env.zoo_cmd("check", "sdpa", "--profile", "quick")  # ci passes too, in about twice the time
+    proc = env.zoo_cmd("check", "explicit", "w8a8", "--profile", "quick")  # ci passes too, in about twice the time
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("sdpa ")]
-    assert {row[1]: row[2] for row in rows} == dict.fromkeys(CHECKS, "pass"), proc.stdout  # all apply to sdpa
-    assert re.search(r"^0 failed, \d+ passed, 0 skipped", proc.stdout, re.MULTILINE), proc.stdout
+
+    def results(name: str) -> dict[str, str]:
+        return {row[1]: row[2] for row in (line.split() for line in proc.stdout.splitlines()) if row[:1] == [name]}
+
+    assert results("explicit") == dict.fromkeys(CHECKS, "pass"), proc.stdout  # every check applies
+    assert results("w8a8") == {**dict.fromkeys(CHECKS, "pass"), "training": "skip"}, proc.stdout  # not trainable
+    assert re.search(r"^0 failed, \d+ passed, 1 skipped", proc.stdout, re.MULTILINE), proc.stdout
 
 
 def test_zoo_check_fails_the_planted_bug_with_a_readable_report(env: Env) -> None:
-    proc = env.zoo_cmd("check", "sdpa-planted", "--profile", "quick", "--property", "logits")
+    proc = env.zoo_cmd("check", "explicit-planted", "--profile", "quick", "--property", "logits")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     out = proc.stdout
-    assert re.search(r"^sdpa-planted +interface +pass", out, re.MULTILINE), out
-    assert re.search(r"^sdpa-planted +logits +FAIL", out, re.MULTILINE), out
-    report = out[out.index("== sdpa-planted / logits =="):]
-    assert "sdpa-planted fails logits" in report
+    assert re.search(r"^explicit-planted +interface +pass", out, re.MULTILINE), out
+    assert re.search(r"^explicit-planted +logits +FAIL", out, re.MULTILINE), out
+    report = out[out.index("== explicit-planted / logits =="):]
+    assert "explicit-planted fails logits" in report
     assert re.search(r"logits \(\w+\) at batch \d+, position \d+, token \d+: x=\S+, but should be", report)
     assert re.search(r"example: logits\(\s+case=ForwardCase\(config=GPT2Config\(", report)  # counterexample
-    assert "zoo check sdpa-planted --property logits --profile quick" in report  # how to reproduce it
+    assert "zoo check explicit-planted --property logits --profile quick" in report  # how to reproduce it
     assert "Traceback" not in out + proc.stderr
     assert re.search(r"^1 failed, 1 passed", out, re.MULTILINE), out
 
@@ -257,8 +274,9 @@ def test_the_examples_own_pytest_passes(env: Env) -> None:
                    cwd=env.example)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
-    assert f"zoo conformance: variant sdpa from {DIST} 0.1.0" in out  # the report header
+    assert f"zoo conformance: variant explicit from {DIST} 0.1.0" in out  # the report header
     assert "profile quick" in out
-    for check in CHECKS:  # the harness's items, added by addopts = --zoo-variant sdpa
-        assert re.search(rf"^zoo-conformance\[sdpa\]::{check} PASSED", out, re.MULTILINE), out
-    assert re.search(r"^tests/test_sdpa.py::\S+ PASSED", out, re.MULTILINE), out  # the package's own tests
+    for check in CHECKS:  # the harness's items, added by addopts = --zoo-variant explicit
+        assert re.search(rf"^zoo-conformance\[explicit\]::{check} PASSED", out, re.MULTILINE), out
+    for own in ("test_conformance", "test_explicit", "test_w8a8"):  # the package's own tests
+        assert re.search(rf"^tests/{own}.py::\S+ PASSED", out, re.MULTILINE), out

@@ -1,11 +1,12 @@
 """The zoo's conformance checks, run on this package's variant through gpt2-zoo's pytest plugin.
 
-``pyproject.toml`` passes ``--zoo-variant sdpa`` to pytest, so a plain ``pytest``
-adds one test per conformance property (``zoo-conformance[sdpa]::logits``,
-``::padding``, ``::incremental``...) to the tests of this folder; a failure
-prints its shrunk counterexample and the command that reproduces it.
-``pytest --zoo-profile quick`` is a smoke run; ``--zoo-device cuda`` runs the
-checks on a GPU. The tests below make sure those checks are aimed at this package.
+``pyproject.toml`` passes ``--zoo-variant explicit`` to pytest, so a plain
+``pytest`` adds one test per conformance property
+(``zoo-conformance[explicit]::logits``, ``::padding``, ``::incremental``...)
+to the tests of this folder; ``pytest --zoo-variant w8a8`` checks the other
+variant instead. A failure prints its shrunk counterexample and the command
+that reproduces it. ``pytest --zoo-profile quick`` is a smoke run. The tests
+below make sure those checks are aimed at this package.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ import pytest
 import zoo
 from conformance.properties import PROPERTIES
 
-import zoo_sdpa
+import zoo_example
 
 
 def test_the_variant_under_test_comes_from_this_package(zoo_variant: zoo.Variant) -> None:
-    module = zoo_variant.build.__module__
-    assert module.split(".")[0] == zoo_sdpa.__name__, (
-        f"--zoo-variant {zoo_variant.name} is built by {module}, from {zoo_variant.source}: "
-        "another installed package registers that name"
+    ours = {v.name for v in zoo_example.zoo_variants()}
+    assert zoo_variant.name in ours, f"--zoo-variant {zoo_variant.name} is not one of {sorted(ours)}"
+    assert zoo_variant.source.endswith(f" = {zoo_example.__name__})"), (
+        f"--zoo-variant {zoo_variant.name} comes from {zoo_variant.source}: another installed package "
+        "registers that name"
     )
 
 
