@@ -87,7 +87,8 @@ def copy_example(dst: Path, suffix: str = "") -> Path:
         replace_once(pyproject, 'zoo-example = "zoo_example"', f'zoo-example-{suffix} = "{module}"')
         replace_once(pyproject, 'zoo_example = ["py.typed"]', f'{module} = ["py.typed"]')
         hook = dst / "src" / module / "__init__.py"
-        replace_once(hook, 'name="explicit"', f'name="explicit-{suffix}"')
+        replace_once(hook, 'declare("explicit",', f'declare("explicit-{suffix}",')
+        replace_once(hook, '"zoo_example.explicit:ExplicitGPT"', f'"{module}.explicit:ExplicitGPT"')  # its own model
         replace_once(hook, 'declare("w8a8",', f'declare("w8a8-{suffix}",')
         replace_once(hook, '"zoo_example.w8a8:W8A8Linear"', f'"{module}.w8a8:W8A8Linear"')  # its own kernel
     return dst

@@ -13,7 +13,7 @@
   (never a random init first).
 - :func:`declare`: a ``zoo.Variant`` for any (model class, scheme, compiled)
   combination, as the built-in plugins declare theirs; ``declare("mine",
-  "...", cls=MyGPT)`` for a subclass with a module of one's own.
+  "...", cls="my_package.model:MyGPT")`` for a subclass with a module of one's own.
 
 Importing this package imports no torch (listing variants stays cheap); the
 names above import their module on first use.
@@ -27,7 +27,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .._interface import Capabilities, Tolerances, Variant
-from .schemes import SCHEMES, Scheme, get_scheme
+from .schemes import SCHEMES, Scheme, get_scheme, load_object
 
 if TYPE_CHECKING:
     from .compile import compile_decode
@@ -46,18 +46,22 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _build(config: Any, *, scheme: str | Scheme | None, compiled: bool, cls: Any, device: Any = "cpu",
-           dtype: Any = None, weights: Any = None) -> Any:
+def _build(config: Any, *, scheme: str | Scheme | None, compiled: bool, cls: type[GPT] | str | None,
+           device: Any = "cpu", dtype: Any = None, weights: Any = None) -> Any:
     from .compose import build
     from .model import GPT
 
-    return build(config, scheme=scheme, compiled=compiled, cls=cls or GPT, device=device, dtype=dtype,
+    model_class = load_object(cls) if isinstance(cls, str) else cls or GPT
+    return build(config, scheme=scheme, compiled=compiled, cls=model_class, device=device, dtype=dtype,
                  weights=weights)
 
 
 def declare(name: str, summary: str, *, scheme: Scheme | str | None = None, compiled: bool = False,
-            cls: type[GPT] | None = None, notes: str = "", **capabilities: Any) -> Variant:
+            cls: type[GPT] | str | None = None, notes: str = "", **capabilities: Any) -> Variant:
     """The ``zoo.Variant`` of :class:`GPT` (or ``cls``, a subclass), quantised with ``scheme`` and/or compiled.
+
+    ``cls`` may be named as ``"package.module:Class"``, imported only when a
+    model is built, so that a plugin's hook imports no torch.
 
     A scheme fixes what a quantised model offers: its devices, its one dtype
     (the activations'), approximate logits held to the scheme's tolerances,

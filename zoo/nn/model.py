@@ -86,10 +86,16 @@ class CausalSelfAttention(nn.Module):
             if self.kv_cache is None:
                 raise InvalidInputError("input_pos was given but no KV cache is set up; call setup_caches()")
             k, v = self.kv_cache.update(input_pos, k, v)  # (B, nh, S, hs)
-        # softmax(q @ k^T / sqrt(hs) + bias) @ v in one fused call
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0 / math.sqrt(hs))  # (B, nh, T, hs)
+        y = self.attend(q, k, v, bias)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble all heads side by side
         return self.c_proj(y)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``softmax(q @ k^T / sqrt(hs) + bias) @ v``: ``q (B, nh, T, hs)``, ``k, v (B, nh, S, hs)`` -> ``(B, nh, T, hs)``.
+
+        One fused call here; override it to change the arithmetic and nothing else.
+        """
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0 / math.sqrt(q.size(-1)))
 
 
 class MLP(nn.Module):

@@ -23,7 +23,15 @@ from typing import Any
 from .._errors import CapabilityError
 from .._interface import Tolerances
 
-__all__ = ["EMBEDDINGS", "SCHEMES", "Scheme", "get_scheme"]
+__all__ = ["EMBEDDINGS", "SCHEMES", "Scheme", "get_scheme", "load_object"]
+
+
+def load_object(spec: str) -> Any:
+    """The object ``"package.module:Name"`` names, its module imported now (entry-point syntax)."""
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ValueError(f"{spec!r} does not name an object: write it as 'package.module:Name'")
+    return getattr(importlib.import_module(module), name)
 
 #: How a scheme stores the tied ``wte``/``lm_head`` pair.
 EMBEDDINGS = {
@@ -57,8 +65,7 @@ class Scheme:
 
     def linear_class(self) -> Any:
         """The quantised Linear's class, imported now."""
-        module, _, name = self.linear.partition(":")
-        return getattr(importlib.import_module(module), name)
+        return load_object(self.linear)
 
     def check(self, device_type: str, dtype_name: str | None = None) -> None:
         """Raise :class:`zoo.CapabilityError` unless the scheme runs on this device type (in this dtype)."""

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import zoo
-from zoo.nn import GPT, build
+from zoo.nn import build
 
 import zoo_example
 from zoo_example.w8a8 import W8A8Linear, quantise_per_token
@@ -83,7 +83,7 @@ def test_a_model_quantises_every_linear_of_the_blocks_and_keeps_the_head_tied_an
     assert all(type(m) is W8A8Linear for m in linears)
     assert model.lm_head.weight is model.wte.weight and model.wte.weight.dtype == torch.float32
     # a dense float32 GPT holding the same int8 weights is weight-only int8: w8a8 is close to it, not equal
-    weight_only = GPT.build(CONFIG, weights=model.export_weights())
+    weight_only = build(CONFIG, weights=model.export_weights())
     with torch.no_grad():
         got, expected = model(IDS), weight_only(IDS)
     rel = float((got - expected).norm() / expected.norm())

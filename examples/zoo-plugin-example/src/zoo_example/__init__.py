@@ -16,17 +16,10 @@ imports torch: ``zoo list`` stays fast, and torch loads when a model is built.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 import zoo
 from zoo.nn import Scheme, declare
 
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-    from .explicit import ExplicitGPT
-
-__all__ = ["W8A8", "build_explicit", "zoo_variants"]
+__all__ = ["W8A8", "zoo_variants"]
 __version__ = "0.1.0"
 
 # A row of the scheme table's shape, kept here (the zoo's own table, zoo.nn.SCHEMES, is the zoo's):
@@ -46,29 +39,15 @@ W8A8 = Scheme(
 )
 
 
-def build_explicit(config: zoo.GPT2Config, *, device: Any = "cpu", dtype: Any = None,
-                   weights: Mapping[str, Any] | None = None) -> ExplicitGPT:
-    """An ``explicit`` model holding ``weights`` (canonical), or GPT-2's random init when ``None``."""
-    from .explicit import ExplicitGPT  # torch loads when a model is built, not when `zoo list` runs
-
-    model = ExplicitGPT.build(config, device=device, dtype=dtype, weights=weights)
-    assert isinstance(model, ExplicitGPT)  # GPT.build is typed as returning the base class
-    return model
-
-
 @zoo.hookimpl
 def zoo_variants() -> list[zoo.Variant]:
     return [
-        zoo.Variant(
-            name="explicit",
-            build=build_explicit,
-            summary="zoo.nn's GPT-2 with attention written out: q @ k.T, scale, bias, softmax, @ v",
-            # only what `zoo check explicit` has passed: the harness skips the rest (cuda, here)
-            capabilities=zoo.Capabilities(devices=("cpu",), dtypes=("float32", "float64", "bfloat16"),
-                                          trainable=True),
-            notes="the scores matrix (B, n_head, T, S) is held whole, one layer at a time; CPU only: not yet "
-                  "checked on a GPU (add cuda to devices, then run zoo check explicit --device cuda)",
-        ),
+        declare("explicit", "zoo.nn's GPT-2 with attention written out: q @ k.T, scale, bias, softmax, @ v",
+                cls="zoo_example.explicit:ExplicitGPT",  # imported when a model is built, not by `zoo list`
+                # only what `zoo check explicit` has passed: the harness skips the rest (cuda, here)
+                devices=("cpu",), dtypes=("float32", "float64", "bfloat16"), trainable=True,
+                notes="the scores matrix (B, n_head, T, S) is held whole, one layer at a time; CPU only: not yet "
+                      "checked on a GPU (add cuda to devices, then run zoo check explicit --device cuda)"),
         declare("w8a8", "W8A8: int8 weights and int8 per-token activations, integer matmul (CPU)",
                 scheme=W8A8,
                 notes="approximate (w8a8 scheme): logits within the declared KL and relative error of GPT-2's "

@@ -3,10 +3,10 @@
 How a variant of one's own is made from ``zoo.nn``: subclass the module you
 change (here :class:`zoo.nn.model.CausalSelfAttention`), and a :class:`GPT`
 subclass whose ``__init__`` swaps it in. Everything else (embeddings, MLP,
-LayerNorms, the static KV cache, the causal and padding bias, weight import
-and export, ``check_inputs``) is ``zoo.nn``'s, imported, never copied.
-``ExplicitGPT.build`` (:meth:`zoo.nn.GPT.build`) allocates the model once, on
-the meta device first, and fills it with the weights.
+LayerNorms, the projections and heads, the static KV cache, the causal and
+padding bias, weight import and export, ``check_inputs``) is ``zoo.nn``'s,
+imported, never copied. :func:`zoo.nn.build` allocates the model once, on the
+meta device first, and fills it with the weights.
 
 ``zoo.nn`` computes ``softmax(q @ k.T / sqrt(hs) + bias) @ v`` in one
 ``F.scaled_dot_product_attention`` call; here each step is a line of its own,
@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 
 import torch
-from zoo import GPT2Config, InvalidInputError
+from zoo import GPT2Config
 from zoo.nn import GPT
 from zoo.nn.model import CausalSelfAttention
 
@@ -40,21 +40,13 @@ __all__ = ["ExplicitAttention", "ExplicitGPT"]
 class ExplicitAttention(CausalSelfAttention):
     """:class:`zoo.nn.model.CausalSelfAttention` with the attention arithmetic written out.
 
-    The same modules (``c_attn``, ``c_proj``, ``kv_cache``) and so the same
-    weights; only ``forward`` differs.
+    The same modules (``c_attn``, ``c_proj``, ``kv_cache``), so the same
+    weights, and the same ``forward`` (projections, heads, the KV cache);
+    only :meth:`attend`, the arithmetic, differs.
     """
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor, input_pos: torch.Tensor | None) -> torch.Tensor:
-        B, T, C = x.size()  # batch, tokens, n_embd
-        hs = C // self.n_head  # head size
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)
-        q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        if input_pos is not None:  # decoding: this step's keys and values go into the cache first
-            if self.kv_cache is None:
-                raise InvalidInputError("input_pos was given but no KV cache is set up; call setup_caches() first")
-            k, v = self.kv_cache.update(input_pos, k, v)  # (B, nh, S, hs): S cache slots
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        hs = q.size(-1)  # head size; q (B, nh, T, hs), k and v (B, nh, S, hs): S keys (cache slots)
         scores = q @ k.transpose(-2, -1)  # (B, nh, T, S): one dot product per query and key
         scores = scores * (1.0 / math.sqrt(hs))  # keeps the scores' spread independent of hs
         # bias (1 or B, 1, T, S): 0 where the query may attend, the dtype's most negative value where
@@ -63,9 +55,7 @@ class ExplicitAttention(CausalSelfAttention):
         # softmax over the keys, written out; subtracting each row's maximum first keeps exp() finite
         weights = (scores - scores.amax(dim=-1, keepdim=True)).exp()  # (B, nh, T, S)
         weights = weights / weights.sum(dim=-1, keepdim=True)  # each query's weights sum to 1
-        y = weights @ v  # (B, nh, T, hs): a weighted mean of the values
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble all heads side by side
-        return self.c_proj(y)
+        return weights @ v  # (B, nh, T, hs): a weighted mean of the values
 
 
 class ExplicitGPT(GPT):
@@ -73,7 +63,8 @@ class ExplicitGPT(GPT):
 
     ``__init__`` runs on the meta device inside :func:`zoo.nn.build`, so the
     swap costs no memory and no initialisation: build with
-    ``ExplicitGPT.build(config, device=..., dtype=..., weights=...)``.
+    ``zoo.nn.build(config, cls=ExplicitGPT, device=..., dtype=..., weights=...)``,
+    or declare it with ``zoo.nn.declare(..., cls="zoo_example.explicit:ExplicitGPT")``.
     """
 
     def __init__(self, config: GPT2Config) -> None:
