@@ -53,7 +53,8 @@ def models() -> Iterator[tuple[CompiledDecode, zoo.GPT2]]:
     yield fast, slow
 
 
-def test_decoding_runs_a_compiled_step_and_matches_pure(models: tuple[CompiledDecode, zoo.GPT2]) -> None:
+def test_decoding_runs_a_compiled_step_and_matches_pure(models: tuple[CompiledDecode, zoo.GPT2],
+                                                        capfd: pytest.CaptureFixture[str]) -> None:
     fast, slow = models
     ids = torch.randint(0, CONFIG.vocab_size, (2, 9), generator=torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
@@ -61,6 +62,7 @@ def test_decoding_runs_a_compiled_step_and_matches_pure(models: tuple[CompiledDe
     got = _decode(fast, ids, mask, prefill=4)
     steps = {key: step for key, step in fast._steps.items() if step is not None}
     assert list(steps) == [(2, 16)], fast._steps  # batch 2, 9 slots rounded up to 16: compiled, not eager
+    assert "Autotune Choices" not in capfd.readouterr().err  # Inductor's autotuning reports stay quiet
     expected = _decode(slow, ids, mask, prefill=4)
     real = mask.bool()
     torch.testing.assert_close(got[real], expected[real], rtol=1e-5, atol=1e-5)

@@ -50,9 +50,10 @@ progress = logging.getLogger("zoo.compile")  # what a compilation costs; `zoo ge
 CPU_MODE = "max-autotune-no-cudagraphs"
 CUDA_MODE = "reduce-overhead"
 # Inductor settings in force while a step compiles, never process-wide; the display of autotuning
-# results is off (Inductor writes them to stderr)
-INDUCTOR = {"cpu": {"freezing": True, "autotune_num_choices_displayed": 0},
-            "cuda": {"autotune_num_choices_displayed": 0}}
+# results and their statistics is off (Inductor writes both to stderr). Settings an older torch
+# does not know are left out (see _inductor_settings).
+_QUIET = {"autotune_num_choices_displayed": 0, "max_autotune_report_choices_stats": False}
+INDUCTOR = {"cpu": {"freezing": True, **_QUIET}, "cuda": dict(_QUIET)}
 MAX_COMPILED_STEPS = 4  # per process, over every model: each costs seconds and, frozen, holds a copy of the weights
 MIN_CACHE = 16  # the cache length is rounded up to a power of two from here (see cache_length)
 # rough first-call cost, seconds per million parameters, for the progress message (2-core CPU)
@@ -84,6 +85,13 @@ def decode_step(model: GPT, idx: torch.Tensor, input_pos: torch.Tensor, keys: to
 
 _compilers: weakref.WeakSet[CompiledDecode] = weakref.WeakSet()  # wrappers that have compiled a step
 _warned = False  # whether the budget's warning has been given in this process
+
+
+def _inductor_settings(device_type: str) -> dict[str, Any]:
+    """:data:`INDUCTOR`'s settings for ``device_type`` that this torch's Inductor has."""
+    import torch._inductor.config as inductor
+
+    return {k: v for k, v in INDUCTOR.get(device_type, {}).items() if hasattr(inductor, k)}
 
 
 def compiled_steps() -> int:
@@ -185,7 +193,7 @@ class CompiledDecode(nn.Module, GPT2):
                                     category=DeprecationWarning)
             warnings.filterwarnings("ignore", message="TypedStorage is deprecated", category=UserWarning)
             step = torch.compile(_own_code(decode_step), mode=mode, dynamic=False)
-            with torch.no_grad(), torch._inductor.config.patch(INDUCTOR.get(self.device.type, {})):
+            with torch.no_grad(), torch._inductor.config.patch(_inductor_settings(self.device.type)):
                 if self.device.type == "cuda":
                     torch.compiler.cudagraph_mark_step_begin()
                 logits = step(self.model, idx, input_pos, keys)
