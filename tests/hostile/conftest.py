@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from files import build, formats
+from hostile_files import build, formats
 
 
 @pytest.fixture(scope="session")

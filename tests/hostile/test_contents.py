@@ -9,7 +9,7 @@ import gguf
 import pytest
 import safetensors.torch
 import torch
-from files import CONFIG, canonical_weights, read_all, refused
+from hostile_files import CONFIG, canonical_weights, read_all, refused
 
 import zoo
 from zoo import ConfigError, WeightsError, WeightsSourceError

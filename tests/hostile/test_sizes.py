@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import safetensors.torch
 import torch
-from files import refused
+from hostile_files import refused
 
 from zoo import ConfigError, WeightsMismatchError, WeightsSourceError, ZooError
 from zoo._weights import read_weights

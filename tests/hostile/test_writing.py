@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from files import READERS, build
+from hostile_files import READERS, build
 
 from zoo import WeightsError
 from zoo._convert import convert
