@@ -101,6 +101,8 @@ def write(weights: Prepared, config: GPT2Config, path: Path, dtype: str) -> None
     import torch
 
     writer = gguf.GGUFWriter(path, ARCH)
+    writer.add_name(ARCH)  # general.name, general.quantization_version: as llama.cpp's converter writes them
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     writer.add_context_length(config.n_positions)
     writer.add_embedding_length(config.n_embd)
     writer.add_feed_forward_length(4 * config.n_embd)
