@@ -127,6 +127,7 @@ def test_hf_config_json_values(copy, change):
 
 
 @pytest.mark.parametrize("index", [[], {"weight_map": []}, {"weight_map": {"a": 5}}, {"weight_map": {}},
+                                   {"weight_map": {"a": []}},  # found by the long fuzz run: unhashable
                                    {"weight_map": {"a": "../model.safetensors"}}, {"weight_map": {"a": "/etc/passwd"}},
                                    {"weight_map": {"a": "missing.safetensors"}}, "[[[[" * 30_000])
 def test_shard_indexes(copy, index):

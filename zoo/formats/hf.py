@@ -57,14 +57,14 @@ def _shards(index: Path) -> list[str]:
             f"{str(index)!r} is not a valid shard index: it needs a 'weight_map' object of tensor name -> "
             "shard file; write the folder again with save_pretrained, or remove the index"
         )
-    shards = set(weight_map.values())
-    bad = sorted(repr(s) for s in shards if not isinstance(s, str) or not s or Path(s).name != s or s in (".", ".."))
+    names = list(weight_map.values())
+    bad = sorted({repr(s) for s in names if not isinstance(s, str) or not s or Path(s).name != s or s in (".", "..")})
     if bad:
         raise WeightsSourceError(
             f"{str(index)!r} names shards that are not file names in its folder: {', '.join(bad[:5])}; "
             "write the folder again with save_pretrained"
         )
-    return sorted(shards)
+    return sorted(set(names))
 
 
 def recognise(path: Path, head: bytes) -> bool:
