@@ -203,7 +203,14 @@ def test_n_embd_not_divisible_by_n_head_suggests_head_counts():
 
 def test_head_count_suggestions_are_quick_for_huge_widths():
     with pytest.raises(ConfigError, match=r"choose n_head from \[1000, 1024, 1250\]"):
-        GPT2Config(n_embd=10**12, n_head=1100)  # 10**12 = 2**12 * 5**12: divisors near 1100
+        GPT2Config(n_embd=2**21 * 5**4, n_head=1100)  # about 1.3e9, within int32: divisors near 1100
+
+
+@pytest.mark.parametrize("field", ["vocab_size", "n_positions", "n_embd", "n_layer", "n_head"])
+@pytest.mark.parametrize("value", [2**31, 10**12, 2**63])
+def test_sizes_beyond_int32_are_refused_at_once(field, value):
+    with pytest.raises(ConfigError, match=f"{field}={value} is beyond any GPT-2"):
+        GPT2Config(**{field: value})
 
 
 @pytest.mark.parametrize("field", ["vocab_size", "n_positions", "n_embd", "n_layer", "n_head"])

@@ -320,7 +320,10 @@ def test_nonfinite_weights_are_refused_unless_allowed(tmp_path, capsys, weights,
     assert listing(out) == []
     code, _, err = cli(capsys, tmp_path / "sd.pt", out / name, "--to", to, "--allow-nonfinite")
     assert (code, err) == (0, "")
-    _, read = zoo.open_weights(out / name)
+    _, read = zoo.open_weights(out / name)  # loading refuses them too, as it reads them
+    with pytest.raises(WeightsError, match=r"h.1.ln_2.bias holds 1 NaN or Inf value.*allow_nonfinite=True"):
+        read["h.1.ln_2.bias"]
+    _, read = zoo.open_weights(out / name, allow_nonfinite=True)
     got = read["h.1.ln_2.bias"][3]
     assert got.isnan() if math.isnan(bad) else got.item() == bad
 

@@ -161,6 +161,8 @@ def test_gguf_file_has_llama_cpp_gpt2_names_metadata_and_types(tmp_path, weights
     assert field(reader, "gpt2.attention.head_count") == 4
     assert field(reader, "gpt2.attention.layer_norm_epsilon") == pytest.approx(1e-5)
     assert field(reader, "general.file_type") == {"F32": 0, "BF16": 32, "Q8_0": 7}[kind]
+    assert field(reader, "general.name") == "gpt2"
+    assert field(reader, "general.quantization_version") == gguf.GGML_QUANT_VERSION
     tensors = {t.name: t for t in reader.tensors}
     assert list(tensors) == gguf_names(CONFIG)  # no output.weight: llama.cpp ties it to token_embd
     # GGUF lists the innermost dimension first: [in, out] there is nn.Linear's [out, in]

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 __all__ = ["PRESETS", "GPT2Config"]
 
 EOT_TOKEN_ID = 50256  # <|endoftext|> in the GPT-2 vocabulary
+#: Largest size a config accepts: every format stores sizes as (u)int32, and no GPT-2 comes near it.
+MAX_SIZE = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,10 @@ class GPT2Config:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 problems.append(f"{name}={value!r} must be an int")
-            elif value <= 0:
+            elif int(value) <= 0:
                 problems.append(f"{name}={value} must be positive")
+            elif int(value) > MAX_SIZE:
+                problems.append(f"{name}={value} is beyond any GPT-2 (at most {MAX_SIZE}, what int32 holds)")
             else:  # NumPy and other integers become plain ints, so configs compare and hash alike
                 object.__setattr__(self, name, int(value))
         if not problems and self.n_embd % self.n_head:
@@ -101,14 +105,24 @@ class GPT2Config:
         ``reorder_and_upcast_attn`` (which only changes rounding) are not part
         of the shape and are dropped.
         """
-        d = hf if isinstance(hf, dict) else hf.to_dict()
+        if isinstance(hf, dict):
+            d = hf
+        elif callable(getattr(hf, "to_dict", None)):
+            d = hf.to_dict()
+        else:
+            raise ConfigError(
+                f"a GPT-2 config is a JSON object (a dict) or a transformers.GPT2Config, not a "
+                f"{type(hf).__name__} ({hf!r:.60})"
+            )
         model_type = d.get("model_type", "gpt2")
         if model_type != "gpt2":
             raise ConfigError(f"this config describes a {model_type!r} model, not 'gpt2'")
         unsupported = []
         if d.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
             unsupported.append(f"activation_function={d['activation_function']!r} (GPT-2 uses 'gelu_new')")
-        if d.get("n_inner") not in (None, 4 * d.get("n_embd", 768)):
+        n_embd = d.get("n_embd", 768)
+        wide = 4 * n_embd if isinstance(n_embd, int) else None  # a bad n_embd is named below
+        if wide is not None and d.get("n_inner") not in (None, wide):
             unsupported.append(f"n_inner={d['n_inner']} (GPT-2 uses 4 * n_embd)")
         if not d.get("scale_attn_weights", True):
             unsupported.append("scale_attn_weights=False")
@@ -148,7 +162,7 @@ class GPT2Config:
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
             raise ConfigError(f"cannot read GPT-2 config {os.fspath(path)!r}: {exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"{os.fspath(path)!r} does not hold a JSON object")

@@ -17,6 +17,7 @@ conversion keeps:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -25,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ._config import GPT2Config
-from ._errors import WeightsError
-from ._weights import read_weights
+from ._errors import WeightsError, ZooError
+from ._weights import read_weights, refuse_nonfinite
 from .formats import DTYPE_ALIASES, FORMATS, Format, Prepared
 from .weight_map import CanonicalWeights, canonical_shapes
 
@@ -41,6 +42,7 @@ class _Prepared(Prepared):
     def __init__(self, weights: CanonicalWeights, fmt: Format, dtype: str, allow_nonfinite: bool) -> None:
         self._weights, self._fmt, self._dtype, self._allow_nonfinite = weights, fmt, dtype, allow_nonfinite
         self._shapes = canonical_shapes(weights.config)
+        self.config = weights.config
 
     def stored_dtype(self, name: str) -> str:
         return self._fmt.stored_dtype(name, self._shapes[name], self._dtype)
@@ -52,14 +54,8 @@ class _Prepared(Prepared):
         stored = self.stored_dtype(name)
         # q8_0 stays float32 here: the GGUF writer quantises it
         tensor = tensor.to(torch.bfloat16 if stored == "bfloat16" else torch.float32)
-        if not self._allow_nonfinite:
-            bad = int((~torch.isfinite(tensor)).sum())
-            if bad:
-                raise WeightsError(
-                    f"{name} holds {bad} NaN or Inf value(s){' after rounding to ' + stored if stored != 'float32' else ''}"
-                    f", so nothing was written (a diverged run or a corrupt file?); pass --allow-nonfinite "
-                    "(allow_nonfinite=True) to convert them anyway"
-                )
+        if not self._allow_nonfinite:  # read_weights checked the source; rounding may overflow to Inf
+            refuse_nonfinite(name, tensor, f" after rounding to {stored}" if stored != "float32" else "")
         return tensor
 
     def __iter__(self) -> Iterator[str]:
@@ -111,6 +107,41 @@ def _check_destination(dst: Path, fmt: Format, src: Any, force: bool) -> None:
         raise WeightsError(f"{str(dst)!r} is {have} and --to {fmt.name} writes {want}; remove it or write elsewhere")
 
 
+_STORED_BYTES = {"float32": 4.0, "bfloat16": 2.0, "q8_0": 34 / 32}  # q8_0: a float16 scale per 32 int8
+
+
+def _output_bytes(prepared: _Prepared) -> int:
+    """About how many bytes the written weights take (headers and the GGUF vocabulary aside)."""
+    shapes = canonical_shapes(prepared.config)
+    return int(sum(math.prod(shape) * _STORED_BYTES[prepared.stored_dtype(name)] for name, shape in shapes.items()))
+
+
+def _check_space(dst: Path, needed: int) -> None:
+    free = shutil.disk_usage(dst.parent).free
+    if free < needed:
+        raise WeightsError(
+            f"not enough space for {str(dst)!r}: the weights take about {needed / 2**20:.1f} MiB and its "
+            f"device has {free / 2**20:.1f} MiB free; free some space or write elsewhere"
+        )
+
+
+def _write(fmt: Format, prepared: _Prepared, config: GPT2Config, out: Path, dtype: str, dst: Path) -> None:
+    """``fmt``'s writer, whose failure to write (a full disk, a file-size limit...) is one named error."""
+    from safetensors import SafetensorError
+
+    try:
+        fmt.module.write(prepared, config, out, dtype)
+    except (OSError, RuntimeError, SafetensorError) as exc:  # what torch.save, safetensors and open() raise
+        if isinstance(exc, ZooError):
+            raise
+        free = shutil.disk_usage(dst.parent).free
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise WeightsError(
+            f"writing {str(dst)!r} failed ({reason}; {free / 2**20:.1f} MiB free on its device), so nothing "
+            "was written; free some space or write elsewhere"
+        ) from exc
+
+
 def convert(
     src: str | os.PathLike[str] | Mapping[str, Any],
     dst: str | os.PathLike[str],
@@ -142,13 +173,14 @@ def convert(
     dtype = _dtype(dtype, fmt)
     dst = Path(dst).expanduser()
     _check_destination(dst, fmt, src, force)
-    found, weights = read_weights(src, config=config, layout=layout, dequantize=True)
+    found, weights = read_weights(src, config=config, layout=layout, dequantize=True, allow_nonfinite=allow_nonfinite)
     _check_epsilon(found, fmt)
     prepared = _Prepared(weights, fmt, dtype, allow_nonfinite)
+    _check_space(dst, _output_bytes(prepared))
     work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent))
     try:
         out = work / dst.name
-        fmt.module.write(prepared, found, out, dtype)
+        _write(fmt, prepared, found, out, dtype, dst)
         if fmt.folder and dst.is_dir():  # a folder cannot be replaced in one rename: move the old one aside
             old = work / "replaced"
             dst.rename(old)

@@ -67,6 +67,7 @@ def load(
     seed: int = 0,
     layout: str | None = None,
     revision: str | None = None,
+    allow_nonfinite: bool = False,
 ) -> GPT2:
     """Build variant ``name`` and load weights into it.
 
@@ -81,6 +82,8 @@ def load(
     :param dtype: a ``torch.dtype`` or its name; the variant's first declared dtype by default.
     :param layout: key layout of a bare state dict: ``hf`` (default), ``nanogpt``, ``canonical``.
     :param revision: branch, tag or commit of a hub id (hub ids only).
+    :param allow_nonfinite: load weights holding NaN or Inf; by default each tensor is checked as it
+        is copied in, and one that holds them raises :class:`WeightsError`.
     :returns: the model, in eval mode.
     """
     variant = get_variant(name)
@@ -99,7 +102,9 @@ def load(
         config = config or GPT2Config()
         canonical = random_weights(config, seed)
     else:
-        config, canonical = open_weights(weights, config=config, layout=layout, revision=revision)
+        config, canonical = open_weights(
+            weights, config=config, layout=layout, revision=revision, allow_nonfinite=allow_nonfinite
+        )
     if "weights" in inspect.signature(variant.build).parameters:
         model = variant.build(config, device=torch_device, dtype=torch_dtype, weights=canonical)
     else:  # an older build(): a random model first, then the weights

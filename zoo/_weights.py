@@ -22,7 +22,7 @@ from ._errors import WeightsError, WeightsSourceError
 from .formats import FORMATS, Format, hf, torchfile
 from .weight_map import LAYOUTS, CanonicalWeights, Layout
 
-__all__ = ["format_of", "open_weights", "read_weights"]
+__all__ = ["format_of", "open_weights", "read_weights", "refuse_nonfinite"]
 
 _HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?\Z")  # "gpt2", "openai-community/gpt2"
 
@@ -101,12 +101,29 @@ def format_of(path: Path) -> Format:
     )
 
 
+def refuse_nonfinite(name: str, tensor: Any, after: str = "") -> None:
+    """Raise :class:`WeightsError` if ``tensor`` (torch or NumPy) holds a NaN or an Inf.
+
+    Run on each tensor as it is read (:attr:`CanonicalWeights.check`), so it
+    costs one pass over that tensor and no copy of the model.
+    """
+    import torch
+
+    bad = int((~torch.isfinite(torch.as_tensor(tensor))).sum())
+    if bad:
+        raise WeightsError(
+            f"{name} holds {bad} NaN or Inf value(s){after} (a diverged run or a corrupt file?), so the "
+            "weights are refused; pass allow_nonfinite=True (zoo convert --allow-nonfinite) to take them anyway"
+        )
+
+
 def open_weights(
     source: str | os.PathLike[str] | Mapping[str, Any],
     *,
     config: GPT2Config | None = None,
     layout: str | Layout | None = None,
     revision: str | None = None,
+    allow_nonfinite: bool = False,
 ) -> tuple[GPT2Config, CanonicalWeights]:
     """Open ``source`` and return its config and checked canonical weights (read lazily).
 
@@ -120,9 +137,10 @@ def open_weights(
     ``weights_only=True``; a pickled ``GPTConfig`` is read as a plain record of
     its fields, never imported. ``layout`` names the key layout (``hf``,
     ``nanogpt``, ``canonical``) where the source does not fix it; ``config``
-    overrides the source's config.
+    overrides the source's config. A tensor holding NaN or Inf raises
+    :class:`WeightsError` when it is read, unless ``allow_nonfinite=True``.
     """
-    return read_weights(source, config=config, layout=layout, revision=revision)
+    return read_weights(source, config=config, layout=layout, revision=revision, allow_nonfinite=allow_nonfinite)
 
 
 def read_weights(
@@ -132,6 +150,7 @@ def read_weights(
     layout: str | Layout | None = None,
     revision: str | None = None,
     dequantize: bool = False,
+    allow_nonfinite: bool = False,
 ) -> tuple[GPT2Config, CanonicalWeights]:
     """:func:`open_weights`, and with ``dequantize=True`` quantised GGUF files too (for ``zoo convert``)."""
     if isinstance(layout, str):
@@ -142,14 +161,18 @@ def read_weights(
                                  or Path(os.fspath(source)).expanduser().exists()):
         raise WeightsError(f"revision={revision!r} applies to Hugging Face hub ids, not to local weights")
     if isinstance(source, Mapping):
-        return torchfile.read_state_dict(source, config=config, layout=layout)
-    text = os.fspath(source)
-    path = Path(text).expanduser()
-    if not path.exists():
-        if _looks_like_path(text) or isinstance(source, Path):
-            raise WeightsSourceError(
-                f"no such file or folder: {text!r}; pass a file or folder that exists, or a Hugging Face "
-                "hub id such as 'gpt2'"
-            )
-        path = _download(text, revision)
-    return format_of(path).module.read(path, config=config, layout=layout, dequantize=dequantize)
+        found, weights = torchfile.read_state_dict(source, config=config, layout=layout)
+    else:
+        text = os.fspath(source)
+        path = Path(text).expanduser()
+        if not path.exists():
+            if _looks_like_path(text) or isinstance(source, Path):
+                raise WeightsSourceError(
+                    f"no such file or folder: {text!r}; pass a file or folder that exists, or a Hugging Face "
+                    "hub id such as 'gpt2'"
+                )
+            path = _download(text, revision)
+        found, weights = format_of(path).module.read(path, config=config, layout=layout, dequantize=dequantize)
+    if not allow_nonfinite:
+        weights.check = refuse_nonfinite
+    return found, weights

@@ -222,12 +222,15 @@ class CanonicalWeights(Mapping[str, Any]):
         self._source = source
         self._keys = keys  # canonical -> (source key, transpose, rows to keep of a padded tensor)
         self.config = config
+        self.check: Callable[[str, Any], None] | None = None  # run on each tensor as it is read
 
     def __getitem__(self, name: str) -> Any:
         key, transpose, rows = self._keys[name]
         tensor = self._source[key]
         if rows is not None:
             tensor = tensor[:rows]
+        if self.check is not None:
+            self.check(name, tensor)
         return tensor.T if transpose else tensor
 
     def __iter__(self) -> Iterator[str]:
@@ -247,6 +250,7 @@ def to_canonical(
     :raises WeightsError: if ``lm_head.weight`` is present but differs from
         ``wte.weight`` (GPT-2 ties them).
     """
+    _check_count(source, config, layout)
     wanted: dict[str, tuple[str, TensorSpec]] = {}  # stored key (after stripping) -> canonical
     for tensor in SPEC:
         for name in _expand(tensor.name, config):
@@ -314,6 +318,24 @@ def to_canonical(
     if tied_key is not None:
         _check_tie(source, tied_key, weights, config.vocab_size)
     return weights
+
+
+def _check_count(source: Mapping[str, Any] | TensorSource, config: GPT2Config, layout: Layout) -> None:
+    """Refuse a config that needs far more tensors than ``source`` holds, before a name is built for any.
+
+    A corrupt or hostile header may declare ``n_layer`` of 10**9: the names and
+    shapes it implies are never built, as the count alone shows the mismatch.
+    A nearer miss (a layer or two) gets the full report of missing names.
+    """
+    per_layer = sum(t.per_layer for t in SPEC)
+    needed = len(SPEC) - per_layer + per_layer * config.n_layer
+    held = len(source.keys())
+    if needed > 2 * held + len(SPEC):
+        raise WeightsMismatchError(
+            f"the config declares n_layer={config.n_layer}, which needs {needed} tensors, but the weights "
+            f"({layout.name} layout) hold only {held}; the config does not describe these weights "
+            "(a corrupt header?): pass the right config=zoo.GPT2Config(...)"
+        )
 
 
 def _check_tie(

@@ -101,6 +101,8 @@ def write(weights: Prepared, config: GPT2Config, path: Path, dtype: str) -> None
     import torch
 
     writer = gguf.GGUFWriter(path, ARCH)
+    writer.add_name(ARCH)  # general.name, general.quantization_version: as llama.cpp's converter writes them
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     writer.add_context_length(config.n_positions)
     writer.add_embedding_length(config.n_embd)
     writer.add_feed_forward_length(4 * config.n_embd)
@@ -155,10 +157,66 @@ def _field(reader: gguf.GGUFReader, key: str, where: str) -> Any:
     field = reader.get_field(key)
     if field is None:
         raise WeightsSourceError(f"{where} lacks the GGUF metadata key {key!r}; it was not written for gpt2")
+    if len(field.data) != 1 or len(field.types) != 1 or field.types[0] == gguf.GGUFValueType.ARRAY:
+        raise WeightsSourceError(f"{where} stores {key!r} as an array, not one value; the file is corrupt")
     value = field.parts[field.data[0]]
     if field.types[0] == gguf.GGUFValueType.STRING:
-        return bytes(value).decode("utf-8")
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WeightsSourceError(f"{where} stores {key!r} as bytes that are not UTF-8; the file is corrupt") from exc
     return value[0].item()
+
+
+def _size_field(reader: gguf.GGUFReader, key: str, where: str) -> int:
+    value = _field(reader, key, where)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise WeightsSourceError(f"{where} stores {key}={value!r:.60}, not a size; the file is corrupt")
+    return value
+
+
+def _check_tensor_infos(reader: gguf.GGUFReader, where: str) -> None:
+    """Every tensor's dims, type, offset and byte count agree with the file, as llama.cpp's reader demands.
+
+    The ``gguf`` package trusts the tensor infos; llama.cpp (``gguf.cpp``)
+    refuses a file unless each tensor has 1 to 4 dimensions, a row of whole
+    blocks, an aligned offset, and starts exactly where the one before it ends
+    (padded to the alignment), and the data fits the file. So does this.
+    """
+    import gguf
+
+    alignment = int(reader.alignment)
+    expected = 0  # where the next tensor starts, from the start of the data section
+    end = 0  # where the last one ends, unpadded
+    for tensor in reader.tensors:
+        _, _, n_dims_part, dims_part, _, offset_part = tensor.field.parts
+        name, n_dims, dims = tensor.name, int(n_dims_part[0]), [int(d) for d in dims_part]
+        offset, kind = int(offset_part[0]), tensor.tensor_type
+        block, type_size = gguf.GGML_QUANT_SIZES[kind]
+        problem = None
+        if not 1 <= n_dims <= 4 or len(dims) != n_dims:
+            problem = f"has {n_dims} dimensions (GGUF allows 1 to 4)"
+        elif min(dims) < 1:
+            problem = f"has dimensions {dims}"
+        elif dims[0] % block:
+            problem = f"has rows of {dims[0]} values, not a whole number of {kind.name} blocks of {block}"
+        elif offset % alignment:
+            problem = f"starts at offset {offset}, not a multiple of the alignment {alignment}"
+        elif offset != expected:
+            problem = f"starts at offset {offset}, where the tensor before it ends at {expected}"
+        if problem is not None:
+            raise WeightsSourceError(f"{where} is corrupt: tensor {name!r} ({kind.name}) {problem}")
+        count = 1
+        for d in dims:
+            count *= d
+        end = offset + count // block * type_size
+        expected = -(-end // alignment) * alignment
+    size, start = len(reader.data), int(reader.data_offset)
+    if not start + end <= size <= start + expected:
+        problem = "is truncated" if size < start + end else "has more data than its tensor infos describe"
+        raise WeightsSourceError(
+            f"{where} {problem}: its tensors need {start + end} bytes, the file has {size}; the file is corrupt"
+        )
 
 
 class GGUFSource(Mapping[str, Any]):
@@ -219,6 +277,7 @@ def read(
         raise WeightsSourceError(
             f"cannot read GGUF file {where}: it is truncated or corrupt ({type(exc).__name__}: {exc})"
         ) from exc
+    _check_tensor_infos(reader, where)
     arch = _field(reader, "general.architecture", where)
     if arch != ARCH:
         raise WeightsSourceError(f"{where} holds a {arch!r} model, not {ARCH!r} (GPT-2)")
@@ -240,18 +299,20 @@ def read(
     wte = LAYOUT.key(TIED[1])
     if wte not in tensors:
         raise WeightsSourceError(f"{where} holds no {wte!r} tensor, so its vocabulary size is unknown")
-    n_embd = _field(reader, f"{ARCH}.embedding_length", where)
-    ffn = _field(reader, f"{ARCH}.feed_forward_length", where)
+    n_embd = _size_field(reader, f"{ARCH}.embedding_length", where)
+    ffn = _size_field(reader, f"{ARCH}.feed_forward_length", where)
     if ffn != 4 * n_embd:
         raise ConfigError(f"{where} has feed_forward_length={ffn}; GPT-2 uses 4 * n_embd = {4 * n_embd}")
     eps = _field(reader, f"{ARCH}.attention.layer_norm_epsilon", where)
+    if isinstance(eps, (bool, str)):
+        raise WeightsSourceError(f"{where} stores layer_norm_epsilon={eps!r:.60}, not a number; the file is corrupt")
     try:
         found = GPT2Config(
             vocab_size=int(tensors[wte].shape[-1]),
-            n_positions=_field(reader, f"{ARCH}.context_length", where),
+            n_positions=_size_field(reader, f"{ARCH}.context_length", where),
             n_embd=n_embd,
-            n_layer=_field(reader, f"{ARCH}.block_count", where),
-            n_head=_field(reader, f"{ARCH}.attention.head_count", where),
+            n_layer=_size_field(reader, f"{ARCH}.block_count", where),
+            n_head=_size_field(reader, f"{ARCH}.attention.head_count", where),
             layer_norm_epsilon=float(str(np.float32(eps))),  # stored as float32: its shortest decimal
         )
     except ConfigError as exc:

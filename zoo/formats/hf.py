@@ -34,11 +34,7 @@ def _folder_files(folder: Path) -> tuple[list[Path], str]:
     for index_name, kind in ((SAFETENSORS_INDEX, "safetensors"), (TORCH_INDEX, "torch")):
         index = folder / index_name
         if index.is_file():
-            try:
-                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            except (ValueError, KeyError) as exc:
-                raise WeightsSourceError(f"{str(index)!r} is not a valid shard index: {exc}") from exc
-            return [folder / s for s in shards], kind
+            return [folder / s for s in _shards(index)], kind
     if (folder / SAFETENSORS_NAME).is_file():
         return [folder / SAFETENSORS_NAME], "safetensors"
     if (folder / TORCH_NAME).is_file():
@@ -47,6 +43,28 @@ def _folder_files(folder: Path) -> tuple[list[Path], str]:
         f"folder {str(folder)!r} holds no {SAFETENSORS_NAME} or {TORCH_NAME}; "
         "pass a folder written by save_pretrained(), or the weight file itself"
     )
+
+
+def _shards(index: Path) -> list[str]:
+    """The shard file names an index's ``weight_map`` names: plain names of files in its folder."""
+    try:
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
+        raise WeightsSourceError(f"cannot read the shard index {str(index)!r}: {exc}") from exc
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise WeightsSourceError(
+            f"{str(index)!r} is not a valid shard index: it needs a 'weight_map' object of tensor name -> "
+            "shard file; write the folder again with save_pretrained, or remove the index"
+        )
+    names = list(weight_map.values())
+    bad = sorted({repr(s) for s in names if not isinstance(s, str) or not s or Path(s).name != s or s in (".", "..")})
+    if bad:
+        raise WeightsSourceError(
+            f"{str(index)!r} names shards that are not file names in its folder: {', '.join(bad[:5])}; "
+            "write the folder again with save_pretrained"
+        )
+    return sorted(set(names))
 
 
 def recognise(path: Path, head: bytes) -> bool:

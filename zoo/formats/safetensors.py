@@ -27,6 +27,8 @@ __all__ = ["CONFIG_METADATA", "DESCRIPTION", "SafetensorsSource", "read", "recog
 DESCRIPTION = "a .safetensors file"
 #: metadata key under which ``zoo convert`` stores the config (JSON of GPT2Config's fields)
 CONFIG_METADATA = "gpt2_config"
+#: the dtypes GPT-2 weights are stored in; any other (integers, bool, float8) is refused, never cast
+FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
 
 
 class SafetensorsSource(Mapping[str, Any]):
@@ -45,20 +47,32 @@ class SafetensorsSource(Mapping[str, Any]):
         self._shapes: dict[str, tuple[int, ...]] = {}
         self.config: GPT2Config | None = None  # the config ``zoo convert`` stores in the metadata
         for path in paths:
+            dtypes: dict[str, str] = {}
             try:
                 with safe_open(str(path), framework="pt", device="cpu") as handle:
                     for key in handle.keys():  # noqa: SIM118  # a safetensors handle is not iterable
                         self._where[key] = path
-                        self._shapes[key] = tuple(handle.get_slice(key).get_shape())
+                        view = handle.get_slice(key)
+                        self._shapes[key] = tuple(view.get_shape())
+                        dtypes[key] = view.get_dtype()
                     stored = (handle.metadata() or {}).get(CONFIG_METADATA)
             except Exception as exc:  # safetensors raises its own error types, and OSError
                 raise WeightsSourceError(f"cannot read safetensors file {str(path)!r}: {exc}") from exc
+            wrong = {key: dtype for key, dtype in dtypes.items() if dtype not in FLOAT_DTYPES}
+            if wrong:
+                listed = ", ".join(f"{key} ({dtype})" for key, dtype in list(wrong.items())[:5])
+                raise WeightsSourceError(
+                    f"{str(path)!r} stores {len(wrong)} tensor(s) in a dtype GPT-2 weights never have: "
+                    f"{listed}; weights are {', '.join(FLOAT_DTYPES)} and are not cast from others. "
+                    "The file is corrupt or holds something else"
+                )
             if stored is not None:
                 try:
                     self.config = GPT2Config.from_hf(json.loads(stored))
-                except (ValueError, TypeError) as exc:
+                except (ValueError, TypeError, RecursionError) as exc:
                     raise WeightsSourceError(
-                        f"{str(path)!r} stores an invalid config in its {CONFIG_METADATA!r} metadata: {exc}"
+                        f"{str(path)!r} stores an invalid config in its {CONFIG_METADATA!r} metadata: {exc}; "
+                        "the file is corrupt: convert it again from its source"
                     ) from exc
 
     def shape_of(self, key: str) -> tuple[int, ...]:

@@ -12,15 +12,16 @@ imported. In-memory state dicts and checkpoints are read by the same rules.
 
 from __future__ import annotations
 
+import numbers
 import pickle
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from .._config import GPT2Config
 from .._errors import ConfigError, WeightsSourceError
-from ..weight_map import HF, NANOGPT, CanonicalWeights, Layout, from_canonical
+from ..weight_map import HF, IGNORED_BUFFERS, NANOGPT, CanonicalWeights, Layout, from_canonical
 from ._base import Prepared
 from ._state_dict import canonical
 
@@ -40,13 +41,48 @@ class _RecordedGPTConfig:
             self.__dict__.update(state)
 
 
+# the causal-mask buffers some checkpoints carry (bool or uint8 in older transformers): not weights
+_BUFFERS = tuple(
+    re.compile(r"(?:^|\.)" + re.escape(t).replace(re.escape("{i}"), r"\d+") + r"\Z") for t in IGNORED_BUFFERS
+)
+_ZIP_CHUNK = 1 << 24
 # build-nanogpt's train_gpt2.py pickles its GPTConfig object (from __main__) beside the state dict
 _GPT_CONFIG_GLOBAL = re.compile(r"GLOBAL ([\w.]+\.GPTConfig) was not an allowed global")
 
 
+def _check_zip(path: Path) -> None:
+    """Every member of a zip archive read once, in chunks, against its CRC-32.
+
+    ``torch.load(mmap=True)`` maps the tensors' bytes where the archive's
+    headers say they are and checks nothing, so a flipped byte in those
+    headers or in the data would load wrong numbers; this pass refuses it, at
+    the cost of reading the file once (no copy is kept).
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                with archive.open(info) as member:
+                    while member.read(_ZIP_CHUNK):
+                        pass
+    except Exception as exc:  # zipfile raises BadZipFile, OSError, ValueError, EOFError... for corrupt archives
+        raise WeightsSourceError(
+            f"{str(path)!r} is a corrupt torch zip archive ({type(exc).__name__}: {exc}); nothing was "
+            "loaded from it. Save the weights again (or fetch a fresh copy)"
+        ) from exc
+
+
 def load(path: Path) -> Any:
-    """``torch.load`` that unpickles only tensors and plain containers, memory-mapped where it can."""
+    """``torch.load`` that unpickles only tensors and plain containers, memory-mapped where it can.
+
+    A zip archive is checked against its CRC-32s first (:func:`_check_zip`).
+    """
     import torch
+
+    with open(path, "rb") as f:
+        if f.read(4) == b"PK\x03\x04":
+            _check_zip(path)
 
     def attempt(**kwargs: Any) -> Any:
         try:
@@ -84,19 +120,23 @@ def _nanogpt_config(args: Any, where: str) -> GPT2Config:
         raise WeightsSourceError(f"{where}: 'model_args' is not a dict")
     if args.get("bias") is False:
         raise ConfigError(f"{where} was trained with bias=False; GPT-2 has biases everywhere")
+    sizes: dict[str, int] = {}
+    for field, arg in (("vocab_size", "vocab_size"), ("n_positions", "block_size"), ("n_embd", "n_embd"),
+                       ("n_layer", "n_layer"), ("n_head", "n_head")):
+        if arg not in args:
+            raise WeightsSourceError(f"{where}: 'model_args' lacks {arg!r}; pass config=zoo.GPT2Config(...)")
+        value = args[arg]
+        whole = isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())
+        if isinstance(value, bool) or not whole:
+            raise WeightsSourceError(
+                f"{where}: 'model_args' holds {arg}={value!r:.60}, not a size; the checkpoint is corrupt: "
+                "pass config=zoo.GPT2Config(...)"
+            )
+        sizes[field] = int(value)
     try:
-        return GPT2Config(
-            vocab_size=int(args["vocab_size"]),
-            n_positions=int(args["block_size"]),
-            n_embd=int(args["n_embd"]),
-            n_layer=int(args["n_layer"]),
-            n_head=int(args["n_head"]),
-            layer_norm_epsilon=EPSILON,
-        )
-    except KeyError as exc:
-        raise WeightsSourceError(f"{where}: 'model_args' lacks {exc}") from exc
-    except (TypeError, ValueError) as exc:
-        raise WeightsSourceError(f"{where}: 'model_args' holds a value that is not a size: {exc}") from exc
+        return GPT2Config(**sizes, layer_norm_epsilon=EPSILON)
+    except ConfigError as exc:
+        raise WeightsSourceError(f"{where}: 'model_args' {args!r:.200} is no GPT-2: {exc}") from None
 
 
 def unwrap(
@@ -115,8 +155,75 @@ def unwrap(
                 f"{where} looks like a training checkpoint but has no 'model_args'; "
                 "pass config=zoo.GPT2Config(...) with its state dict instead"
             )
-        return data["model"], _nanogpt_config(args, where), layout or NANOGPT
-    return data, None, layout
+        return _tensors(data["model"], where), _nanogpt_config(args, where), layout or NANOGPT
+    return _tensors(data, where), None, layout
+
+
+def _problem(key: Any, value: Any) -> str | None:
+    """Why ``value`` under ``key`` is no GPT-2 weight, or ``None`` if it may be one."""
+    import numpy as np
+    import torch
+
+    if not isinstance(key, str):
+        return f"key {key!r:.60} is a {type(key).__name__}, not a name"
+    if isinstance(value, torch.Tensor):
+        if not value.is_floating_point() and not any(p.search(key) for p in _BUFFERS):
+            return f"{key} is {str(value.dtype).removeprefix('torch.')}"
+        return None
+    if isinstance(value, np.ndarray):
+        return None if value.dtype.kind == "f" else f"{key} is a NumPy array of {value.dtype}"
+    return f"{key} is a {type(value).__name__}, not a tensor"
+
+
+def _refuse(problems: list[str], where: str) -> WeightsSourceError:
+    return WeightsSourceError(
+        f"{where} does not hold GPT-2 weights: {len(problems)} value(s) are not floating-point "
+        f"tensors ({'; '.join(problems[:5])}{'; ...' if len(problems) > 5 else ''}); weights are "
+        "never cast from integers, bool or complex numbers"
+    )
+
+
+class _Checked(Mapping[str, Any]):
+    """A lazy state dict whose values are checked by :func:`_problem` as they are read."""
+
+    def __init__(self, state: Mapping[str, Any], where: str) -> None:
+        self._state, self._where = state, where
+        shape_of = getattr(state, "shape_of", None)
+        if shape_of is not None:
+            self.shape_of = shape_of
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._state[key]
+        problem = _problem(key, value)
+        if problem is not None:
+            raise _refuse([problem], self._where)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._state)
+
+    def __len__(self) -> int:
+        return len(self._state)
+
+
+def _tensors(state: Mapping[Any, Any], where: str) -> Mapping[str, Any]:
+    """``state`` if every value is a floating-point tensor (or NumPy array); else the problems, named.
+
+    Integer, bool and complex weights are refused rather than cast; the
+    causal-mask buffers (bool in older checkpoints) are not weights and are let
+    through. A dict (what ``torch.load`` returns) is checked whole, without
+    reading any tensor's data; another mapping may be lazy, so its values are
+    checked as they are read.
+    """
+    if not isinstance(state, dict):
+        bad = [problem for key in state.keys() if not isinstance(key, str) and (problem := _problem(key, None))]  # noqa: SIM118
+        if bad:
+            raise _refuse(bad, where)
+        return _Checked(state, where)
+    problems = [problem for key, value in state.items() if (problem := _problem(key, value)) is not None]
+    if problems:
+        raise _refuse(problems, where)
+    return state
 
 
 def recognise(path: Path, head: bytes) -> bool:
