@@ -12,7 +12,9 @@ if TYPE_CHECKING:
 
     from ._config import GPT2Config
 
-__all__ = ["check_cache_size", "check_inputs"]
+__all__ = ["SEED_LIMIT", "check_cache_size", "check_inputs", "check_seed"]
+
+SEED_LIMIT = 2**64  # torch's generators take seeds in [0, 2**64)
 
 _INDEX_DTYPES = ("torch.int64", "torch.int32")  # what nn.Embedding and NumPy indexing take
 
@@ -240,3 +242,19 @@ def format_bytes(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} EiB"
+
+
+def check_seed(seed: object, what: str = "seed") -> int:
+    """``seed`` itself if it is an int in ``[0, 2**64)``, else :class:`zoo.InvalidInputError` saying so."""
+    import numbers
+
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise InvalidInputError(
+            f"{what}={seed!r:.40} must be an int in [0, 2**64), got {type(seed).__name__}; e.g. {what}=0"
+        )
+    if not 0 <= int(seed) < SEED_LIMIT:
+        raise InvalidInputError(
+            f"{what}={int(seed)} is outside [0, 2**64), the seeds torch's generators take; "
+            f"reduce it, e.g. {what} % 2**64"
+        )
+    return int(seed)
