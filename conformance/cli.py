@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -39,7 +40,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     for prop in args.property or ():
         if prop not in known:
             raise zoo.ZooError(f"unknown property {prop!r}; choose from {', '.join(known)}")
-    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise zoo.CapabilityError(f"--device {args.device!r} is not a device torch knows; use cpu or cuda") from None
+    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):  # before the run, not after
+        raise zoo.ZooError(f"--json {args.json}: the folder {os.path.dirname(os.path.abspath(args.json))} "
+                           "does not exist; create it first")
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise zoo.CapabilityError("--device cuda was given but torch sees no CUDA GPU; use --device cpu")
     try:
         profile = profiles.resolve(args.profile)
@@ -86,6 +94,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an int >= 1")
+    return int(text)
+
+
 def add_parser(sub: Any) -> None:
     """Add ``zoo check`` to the ``zoo`` command's sub-parsers."""
     p = sub.add_parser("check", help="check variants against Hugging Face with the conformance harness",
@@ -98,7 +112,7 @@ def add_parser(sub: Any) -> None:
                         "incremental, generation, weights, training, bad-input, determinism")
     p.add_argument("--seed", type=int, default=None, help="hypothesis seed (profiles that are not derandomised)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's choice)")
     p.set_defaults(func=cmd_check)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis.errors import InvalidArgument
 
 __all__ = ["DEFAULT", "ENV", "PROFILES", "get", "resolve"]
 
@@ -70,11 +71,22 @@ def resolve(name: str | None = None) -> str:
 
     Accepts ``ci`` and ``zoo-ci`` alike; an unknown name raises ``ValueError``
     listing the choices. A ``HYPOTHESIS_PROFILE`` that names a profile of
-    someone else's (not one of ours) is ignored in favour of the default.
+    someone else's (registered with hypothesis, not one of ours) is ignored in
+    favour of the default; one that names no profile at all (a typo) raises
+    ``ValueError`` naming ours, rather than running the default silently.
     """
     if name is None:
-        env = os.environ.get(ENV, "").strip().removeprefix(PREFIX)
-        return env if env in PROFILES else DEFAULT
+        raw = os.environ.get(ENV, "").strip()
+        if not raw or raw.removeprefix(PREFIX) in PROFILES:
+            return raw.removeprefix(PREFIX) or DEFAULT
+        try:
+            settings.get_profile(raw)
+        except InvalidArgument:
+            raise ValueError(
+                f"{ENV}={raw!r} names no hypothesis profile; the harness's are {', '.join(PROFILES)} "
+                f"(also as {PREFIX}{PROFILES[0]}...): set one of them, or unset {ENV} for {DEFAULT}"
+            ) from None
+        return DEFAULT
     short = name.strip().removeprefix(PREFIX)
     if short not in PROFILES:
         raise ValueError(f"unknown conformance profile {name!r}; choose one of {', '.join(PROFILES)}")

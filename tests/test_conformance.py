@@ -45,8 +45,13 @@ def test_profiles_resolve_by_name_and_environment(monkeypatch: pytest.MonkeyPatc
     assert profiles.resolve("zoo-quick") == "quick"
     monkeypatch.setenv(profiles.ENV, "thorough")
     assert profiles.resolve() == "thorough"
+    settings.register_profile("someone-elses-profile", max_examples=3)
     monkeypatch.setenv(profiles.ENV, "someone-elses-profile")
     assert profiles.resolve() == "ci"
+    monkeypatch.setenv(profiles.ENV, "thorogh")  # a typo is an error, not a silent ci run
+    with pytest.raises(ValueError, match=r"HYPOTHESIS_PROFILE='thorogh' names no hypothesis profile.*quick, ci, thorough"):
+        profiles.resolve()
+    monkeypatch.delenv(profiles.ENV)
     with pytest.raises(ValueError, match="quick, ci, thorough"):
         profiles.resolve("fast")
 

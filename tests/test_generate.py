@@ -254,6 +254,17 @@ def test_full_context_is_allowed():
         ([[1.5, 2.0]], {}, "int token ids"),
         (torch.tensor([[1.0, 2.0]]), {}, "must be integers"),
         (torch.zeros(1, 1, 2, dtype=torch.long), {}, "1-D"),
+        (None, {}, "prompts must be token ids.*got NoneType"),
+        (7, {}, "prompts must be token ids.*got int"),
+        ({1, 2}, {}, "prompts must be token ids.*got set"),
+        ({"ids": [1, 2]}, {}, "prompts must be token ids.*got dict"),
+        ([[1, 2], None], {}, "each prompt must be a sequence of int token ids, got None"),
+        ([[1, 2], 3], {}, "each prompt must be a sequence of int token ids, got 3"),
+        ([[1, 2]], {"temperature": 1.0, "seed": 2**64}, r"seed=18446744073709551616 is outside \[0, 2\*\*64\)"),
+        ([[1, 2]], {"temperature": 1.0, "seed": -1}, r"outside \[0, 2\*\*64\)"),
+        ([[1, 2]], {"temperature": 1.0, "seed": 1.5}, "seed=1.5 must be an int.*got float"),
+        ([[1, 2]], {"temperature": 1.0, "seed": "x"}, "seed='x' must be an int.*got str"),
+        ([[1, 2]], {"seed": True}, "got bool"),
     ],
 )
 def test_bad_arguments_raise_at_once(small_models, prompts, kwargs, match):
@@ -263,3 +274,22 @@ def test_bad_arguments_raise_at_once(small_models, prompts, kwargs, match):
         zoo.stream(model, prompts, **kwargs)  # not iterated: the check is eager
     with pytest.raises(zoo.InvalidInputError, match=match):
         zoo.generate(model, prompts, **kwargs)
+
+
+def test_the_largest_seed_samples(small_models):
+    model = small_models[0]["pure"]
+    out = zoo.generate(model, [1, 2], 3, temperature=1.0, seed=2**64 - 1, stop_at_eos=False)
+    assert len(out[0]) == 3
+
+
+@pytest.mark.parametrize(("seed", "match"), [(2**64, "outside"), (1.5, "got float"), ("x", "got str"), (None, "NoneType")])
+def test_load_refuses_a_bad_seed(seed, match):
+    with pytest.raises(zoo.InvalidInputError, match=match):
+        zoo.load("pure", config=SMALL, seed=seed)
+    with pytest.raises(zoo.InvalidInputError, match=match):
+        zoo.random_weights(SMALL, seed)
+
+
+def test_random_weights_take_every_seed_below_2_to_the_64():
+    top = zoo.random_weights(SMALL, 2**64 - 1)  # the derived per-tensor seed wraps instead of overflowing
+    assert not torch.equal(top["wte.weight"], zoo.random_weights(SMALL, 0)["wte.weight"])

@@ -85,17 +85,20 @@ def test_cache_prefill_and_decode_equal_the_full_forward(small):
     assert max_abs(torch.cat(pieces, dim=1), full) <= ATOL
 
 
-def test_cache_only_grows_and_restarts_at_zero(small):
+def test_cache_refuses_a_gap_goes_back_by_cropping_and_restarts_at_zero(small):
     model, _ = small
     ids = ids_for(1, 10)
     with torch.no_grad():
         model.setup_caches(1, 16)
         model(ids[:, :4], input_pos=torch.arange(4))
-        with pytest.raises(zoo.CapabilityError, match=r"expected input_pos \[4\]"):
+        with pytest.raises(zoo.InvalidInputError, match=r"slots 4 to 5 would hold no keys"):
             model(ids[:, 6:7], input_pos=torch.tensor([6]))
+        model(ids[:, 4:8], input_pos=torch.arange(4, 8))
+        back = model(ids[:, 2:6], input_pos=torch.arange(2, 6))  # slots 2.. again: the cache is cropped
         again = model(ids[:, :5], input_pos=torch.arange(5))  # position 0 starts over
-        expected = model(ids[:, :5])
-    assert max_abs(again, expected) <= ATOL
+        expected = model(ids[:, :6])
+    assert max_abs(back, expected[:, 2:6]) <= ATOL
+    assert max_abs(again, expected[:, :5]) <= ATOL
 
 
 def test_left_padded_batch_equals_unpadded_rows(small):

@@ -253,12 +253,59 @@ def test_duplicate_name_across_two_distributions_raises_naming_both(site):
     assert "dist-a 1.0" in str(info.value) and "dist-b 1.0" in str(info.value)
 
 
-def test_third_party_claiming_a_builtin_name_makes_it_ambiguous(site):
+def test_third_party_claiming_a_builtin_name_is_refused_and_the_builtin_keeps_it(site, capsys):
+    # site() puts the third party first on sys.path: its entry point is found before the built-in's
     site("dist-a", {"a": "fake_zoo_pure"}, {"fake_zoo_pure": GOOD_PLUGIN.format(name="pure")})
-    with pytest.raises(zoo.DuplicateVariantError) as info:
-        zoo.get_variant("pure")
-    assert registry.DISTRIBUTION in str(info.value) and "dist-a" in str(info.value)
-    assert zoo.get_variant("hf").name == "hf"
+    assert zoo.get_variant("pure").source.startswith(registry.DISTRIBUTION)
+    assert "pure" in zoo.list_variants()
+    refused = broken_by_name()["dist-a:pure"]
+    assert isinstance(refused.error, zoo.DuplicateVariantError)
+    assert "dist-a 1.0" in refused.message and registry.DISTRIBUTION in refused.message
+    assert "is a built-in variant" in refused.message and "rename the third-party variant" in refused.message
+    from zoo._cli import main
+
+    assert main(["list"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert any(row[:3] == ["dist-a:pure", "broken", "DuplicateVariantError:"] for row in rows), rows
+    assert any(row[:2] == ["pure", "ok"] for row in rows)
+
+
+BAD_FIELDS_PLUGIN = """
+import zoo
+
+def _build(config, *, device="cpu", dtype=None):
+    return zoo.get_variant("pure").build(config, device=device, dtype=dtype)
+
+@zoo.hookimpl
+def zoo_variants():
+    return [zoo.Variant(name="fake-bad-fields", build=_build, summary="a third-party GPT-2", {fields}),
+            zoo.Variant(name="fake-fine", build=_build, summary="declared next to it, and fine")]
+"""
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ("capabilities=None", "capabilities must be a Capabilities, got NoneType"),
+        ("tolerances={}", "tolerances must be a Tolerances, got dict"),
+        ("notes=3", "notes must be a str, got int"),
+        ("capabilities=zoo.Capabilities(devices=None)", "capabilities.devices must be a non-empty tuple of str"),
+        ("capabilities=zoo.Capabilities(kv_cache='yes')", "capabilities.kv_cache must be a bool, got str"),
+    ],
+)
+def test_a_variant_with_fields_of_the_wrong_type_is_isolated_as_broken(site, fields, error, capsys):
+    site("fake-dist", {"fake": "fake_zoo_fields"}, {"fake_zoo_fields": BAD_FIELDS_PLUGIN.format(fields=fields)})
+    broken = broken_by_name()["fake-bad-fields"]
+    assert isinstance(broken.error, TypeError) and error in broken.message and "fake-dist 1.0" in broken.message
+    assert {"pure", "fake-fine"} <= set(zoo.list_variants())
+    with pytest.raises(zoo.BrokenPluginError, match=error.split(",")[0]):
+        zoo.get_variant("fake-bad-fields")
+    from zoo._cli import main
+
+    assert main(["list"]) == 0  # zoo list still works for everyone, and shows why
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert any(row[:3] == ["fake-bad-fields", "broken", "TypeError:"] for row in rows), rows
+    assert any(row[:2] == ["fake-fine", "ok"] for row in rows) and any(row[:2] == ["pure", "ok"] for row in rows)
 
 
 def test_two_distributions_may_use_the_same_entry_point_name(site):
@@ -327,6 +374,7 @@ def test_register_duplicate_raises_naming_both_sources():
         ("not a variant", TypeError),
         (zoo.Variant(name="Has Spaces", build=_build, summary=""), ValueError),
         (zoo.Variant(name="zz-nobuild", build="nope", summary=""), TypeError),  # type: ignore[arg-type]
+        (zoo.Variant(name="zz-nobuild", build=_build, summary="", capabilities=None), TypeError),  # type: ignore[arg-type]
     ],
 )
 def test_register_rejects_bad_variants(variant, error):

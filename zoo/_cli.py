@@ -21,7 +21,8 @@ from typing import Any, NoReturn
 
 from . import __version__
 from ._config import PRESETS, GPT2Config
-from ._errors import CapabilityError, ConfigError, InvalidInputError, ZooError
+from ._errors import CapabilityError, ConfigError, InvalidInputError, WeightsMismatchError, ZooError
+from ._inputs import SEED_LIMIT
 from ._registry import _natural_key, broken_plugins, distribution_of, get_variant, list_variants
 
 __all__ = ["main"]
@@ -123,7 +124,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     device = _device(args.device)
     weights = None if args.weights == "random" else args.weights
     enc = get_tokenizer()  # before the model: a broken tokenizer should fail fast
-    model = load(args.name, weights, config=config, device=device, dtype=args.dtype, seed=args.seed)
+    try:
+        model = load(args.name, weights, config=config, device=device, dtype=args.dtype, seed=args.seed)
+    except WeightsMismatchError as exc:
+        raise WeightsMismatchError(_mismatch_line(exc, args.config)) from exc
     logging.getLogger("zoo.compile").setLevel(logging.INFO)  # a compiling variant says why the first token waits
     prompt = enc.encode(args.prompt, allowed_special={EOT})
     if not prompt:
@@ -150,6 +154,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out.write(decoder.decode(b"", final=True) + "\n")
     out.flush()
     return 0
+
+
+def _mismatch_line(exc: WeightsMismatchError, config: str | None) -> str:
+    """A weights/config mismatch in one line: what does not match, the first example, and the fix."""
+    counts = [f"{len(exc.missing)} missing" if exc.missing else "",
+              f"{len(exc.unexpected)} unexpected" if exc.unexpected else "",
+              f"{len(exc.mismatched)} mis-shaped" if exc.mismatched else ""]
+    first = (f"{exc.mismatched[0][0]} is {list(exc.mismatched[0][1])}, expected {list(exc.mismatched[0][2])}"
+             if exc.mismatched else (exc.missing or exc.unexpected or [""])[0])
+    head = str(exc).splitlines()[0].rstrip(":")
+    fix = ("drop --config to use the config the weights carry, or give the one they were saved with" if config
+           else "check that --weights holds GPT-2 weights, or give their config with --config")
+    return f"{head}: {', '.join(c for c in counts if c)} tensors (first: {first}); {fix}"
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -189,6 +206,7 @@ _NON_NEGATIVE_INT = _checked(int, "an int >= 0", lambda v: v >= 0)
 _POSITIVE_INT = _checked(int, "an int >= 1", lambda v: v >= 1)
 _TEMPERATURE = _checked(float, "a number >= 0", lambda v: math.isfinite(v) and v >= 0)
 _PROBABILITY = _checked(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
+_SEED = _checked(int, "an int in [0, 2**64)", lambda v: 0 <= v < SEED_LIMIT)
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import Settings, add_ratios, format_report, run_bench
@@ -197,6 +215,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     device = _device(args.device)
     if args.json:  # fail before an hour of measuring, not after
         _writable(Path(args.json))
+    _something_to_measure(args.names, args.peer, args.dtype, device)
     settings = Settings.quick() if args.quick else Settings.full()
     if args.runs is not None:
         settings = dataclasses.replace(settings, runs=args.runs)
@@ -214,6 +233,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if failed:
         print(f"zoo bench: error: {', '.join(failed)} failed; see the reasons above", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _something_to_measure(names: list[str], peers: list[str], dtype: str | None, device: str) -> None:
+    """Refuse, before measuring, a run whose every asked-for subject would be skipped (the reference alone)."""
+    from .bench.run import subjects_for
+
+    asked = [s for s in subjects_for(names, peers, dtype, device) if s.kind != "reference"]
+    if asked and all(s.skip for s in asked):
+        reasons = "; ".join(dict.fromkeys(s.skip for s in asked))
+        raise CapabilityError(f"nothing to measure: {reasons}")
 
 
 def _writable(path: Path) -> None:
@@ -251,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=_TEMPERATURE, default=0.0, help="0 (default) is greedy")
     p.add_argument("--top-k", type=_POSITIVE_INT, default=None, help="sample from the k likeliest tokens")
     p.add_argument("--top-p", type=_PROBABILITY, default=None, help="nucleus sampling: keep this much mass")
-    p.add_argument("--seed", type=_NON_NEGATIVE_INT, default=0, help="for sampling and random weights")
+    p.add_argument("--seed", type=_SEED, default=0, help="for sampling and random weights")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default=None, help="float32, float64, bfloat16 (default: the variant's first)")
     p.set_defaults(func=cmd_generate)
@@ -349,8 +378,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger().setLevel(logging.INFO)
     try:
         return int(args.func(args) or 0)
-    except ZooError as exc:
-        print(f"zoo: error: {exc}", file=sys.stderr)
+    except ZooError as exc:  # one line, whatever the message: a report that lists its problems line by line is joined
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        print(f"zoo: error: {'; '.join(lines)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidInputError
+from ._inputs import check_seed
 from ._interface import GPT2
 
 if TYPE_CHECKING:
@@ -34,6 +35,11 @@ def _as_prompts(prompts: Any) -> list[list[int]]:
         raise InvalidInputError(
             "prompts are token ids, not text; encode it first: zoo.get_tokenizer().encode(text)"
         )
+    if not _is_sequence(prompts):
+        raise InvalidInputError(
+            f"prompts must be token ids: a list of ints, a list of such lists, or a tensor; got "
+            f"{type(prompts).__name__} {prompts!r:.40}"
+        )
     rows = list(prompts)
     if rows and all(_is_id(t) for t in rows):
         rows = [rows]
@@ -41,12 +47,19 @@ def _as_prompts(prompts: Any) -> list[list[int]]:
     for row in rows:
         if isinstance(row, torch.Tensor):
             row = row.reshape(-1).tolist()
-        if isinstance(row, (str, bytes)) or not all(_is_id(t) for t in row):
+        if not _is_sequence(row) or isinstance(row, (str, bytes)) or not all(_is_id(t) for t in row):
             raise InvalidInputError(
                 f"each prompt must be a sequence of int token ids, got {row!r:.80}"
             )
         out.append([int(t) for t in row])
     return out
+
+
+def _is_sequence(value: Any) -> bool:
+    """Ids in order: a list, a tuple, a NumPy array, a generator...; not a set, a dict, an int or None."""
+    from collections.abc import Iterable, Mapping, Set
+
+    return isinstance(value, Iterable) and not isinstance(value, (Mapping, Set))
 
 
 def _is_id(token: Any) -> bool:
@@ -80,7 +93,10 @@ def _filter(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: 
     return logits
 
 
-def _check_params(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
+def _check_params(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None,
+                  seed: int | None) -> None:
+    if seed is not None:
+        check_seed(seed)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise InvalidInputError(f"max_new_tokens={max_new_tokens!r} must be a non-negative int")
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
@@ -116,7 +132,7 @@ def stream(
         Hugging Face's ``generate`` does.
     :param temperature: ``0`` is greedy decoding; otherwise logits are divided
         by it, then ``top_k`` and ``top_p`` filter them, and a token is sampled.
-    :param seed: seeds the sampling (``None``: drawn from torch's global RNG).
+    :param seed: seeds the sampling: an int in ``[0, 2**64)`` (``None``: drawn from torch's global RNG).
     :param eos_token_id: the config's ``<|endoftext|>`` by default. A sequence
         stops after it when ``stop_at_eos``; generation ends when every
         sequence has stopped, or after ``max_new_tokens`` steps.
@@ -125,7 +141,7 @@ def stream(
     Arguments are checked at once, before the first step; the model runs
     without autograd, and only while this generator is advanced.
     """
-    _check_params(max_new_tokens, temperature, top_k, top_p)
+    _check_params(max_new_tokens, temperature, top_k, top_p, seed)
     rows = _as_prompts(prompts)
     config = model.config
     if not rows or any(len(r) == 0 for r in rows):

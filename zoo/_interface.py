@@ -35,6 +35,12 @@ class GPT2(abc.ABC):
     ``T`` tokens at cache slots ``pos`` and attends to every slot ``<= pos[t]``;
     prefill is ``pos = arange(T0)``, each decode step ``pos = tensor([t])``. An
     ``attention_mask [B, pos[-1] + 1]`` then covers every slot written so far.
+    ``pos`` is always ``arange(start, start + T)``, and ``start`` is at most the
+    slot after the last one written since ``setup_caches``: a call continues
+    there, or goes back to overwrite from an earlier slot (the slots after its
+    last one are then forgotten). A repeat, gap or step back inside ``pos``, or
+    a start beyond the written slots, raises :class:`zoo.InvalidInputError`.
+    Token ids and positions are ``int64`` (``int32`` is accepted too).
 
     **Weights.** :meth:`import_weights` takes a canonical state dict (see
     ``zoo.weight_map``), possibly lazy: read each tensor once and copy it in,
@@ -66,7 +72,11 @@ class GPT2(abc.ABC):
         return self.forward(input_ids, attention_mask=attention_mask, input_pos=input_pos)
 
     def setup_caches(self, max_batch_size: int, max_seq_length: int) -> None:
-        """Allocate (or reset) a static KV cache for up to ``max_batch_size`` x ``max_seq_length``."""
+        """Allocate (or reset) a static KV cache for up to ``max_batch_size`` x ``max_seq_length``.
+
+        Sizes beyond ``n_positions``, or a cache larger than the device's memory,
+        raise :class:`zoo.InvalidInputError` (``zoo.check_cache_size``).
+        """
         raise CapabilityError(f"{type(self).__name__} has no KV cache; run full forwards instead")
 
     @abc.abstractmethod

@@ -9,9 +9,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ._config import GPT2Config
-from ._errors import CapabilityError, WeightsError
-from ._interface import GPT2
+from ._config import PRESETS, GPT2Config
+from ._errors import CapabilityError, ConfigError, WeightsError
+from ._inputs import check_seed, device_memory, format_bytes
+from ._interface import GPT2, Variant
 from ._random import random_weights
 from ._registry import get_variant
 from ._weights import open_weights
@@ -57,6 +58,19 @@ def _resolve_device(device: Any, allowed: tuple[str, ...], variant: str) -> Any:
     return dev
 
 
+def _check_fits(config: GPT2Config, variant: Variant, dtype: Any, device: Any) -> None:
+    """A model whose weights alone cannot fit in the device's memory is refused before it is built."""
+    per_param = {"int8": 1.0, "int4": 0.5}.get(variant.precision, dtype.itemsize)
+    needed = int(config.n_params * per_param)
+    memory, where = device_memory(device)
+    if memory is not None and needed > memory:
+        raise ConfigError(
+            f"{config} has {config.n_params:,} parameters: {format_bytes(needed)} of weights for variant "
+            f"{variant.name!r} in {variant.precision or str(dtype).removeprefix('torch.')}, more than {where} "
+            f"{format_bytes(memory)}; choose a smaller config (presets: {', '.join(PRESETS)})"
+        )
+
+
 def load(
     name: str,
     weights: str | os.PathLike[str] | Mapping[str, Any] | None = None,
@@ -75,7 +89,7 @@ def load(
         a ``save_pretrained`` folder, a ``.safetensors`` file, a ``.bin``/``.pt``
         state dict, a nanoGPT or build-nanogpt checkpoint, an llm.c ``.bin``
         file, an F32 or BF16 GGUF file, an in-memory state dict, or ``None``
-        for GPT-2's random initialisation from ``seed``.
+        for GPT-2's random initialisation from ``seed`` (an int in ``[0, 2**64)``).
     :param config: a :class:`GPT2Config` or preset name; taken from the weights
         when they carry one, GPT-2 small (124M) for random weights.
     :param device: ``"cpu"`` (default), ``"cuda"``...; checked against the variant.
@@ -87,6 +101,7 @@ def load(
     :returns: the model, in eval mode.
     """
     variant = get_variant(name)
+    check_seed(seed)  # used by random weights only, checked whatever the weights, as every argument is
     caps = variant.capabilities
     torch_device = _resolve_device(device, caps.devices, name)
     torch_dtype = resolve_dtype(dtype, caps.dtypes, name)
@@ -100,11 +115,13 @@ def load(
                 "weights; pass weights=... or drop them"
             )
         config = config or GPT2Config()
+        _check_fits(config, variant, torch_dtype, torch_device)
         canonical = random_weights(config, seed)
     else:
         config, canonical = open_weights(
             weights, config=config, layout=layout, revision=revision, allow_nonfinite=allow_nonfinite
         )
+        _check_fits(config, variant, torch_dtype, torch_device)
     if "weights" in inspect.signature(variant.build).parameters:
         model = variant.build(config, device=torch_device, dtype=torch_dtype, weights=canonical)
     else:  # an older build(): a random model first, then the weights

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ._config import GPT2Config
+from ._inputs import SEED_LIMIT, check_seed
 from .weight_map import CANONICAL, CanonicalWeights, canonical_shapes, to_canonical
 
 __all__ = ["random_weights"]
@@ -31,7 +32,7 @@ class _RandomWeights(Mapping[str, Any]):
             return torch.zeros(shape)
         if ".ln_" in "." + name:
             return torch.ones(shape)
-        generator = torch.Generator().manual_seed(self._seed * 1_000_003 + self._index[name])
+        generator = torch.Generator().manual_seed((self._seed * 1_000_003 + self._index[name]) % SEED_LIMIT)
         # GPT-2's scheme: residual projections scaled by 1/sqrt(2 * n_layer)
         std = c.initializer_range
         if name.endswith("c_proj.weight"):
@@ -48,7 +49,8 @@ class _RandomWeights(Mapping[str, Any]):
 def random_weights(config: GPT2Config, seed: int = 0) -> CanonicalWeights:
     """Canonical GPT-2 weights with Hugging Face's initialisation, generated lazily.
 
+    ``seed`` is an int in ``[0, 2**64)`` (:class:`zoo.InvalidInputError` otherwise).
     The same ``(config, seed)`` gives the same weights for every variant, so
     two variants loaded with one seed are directly comparable.
     """
-    return to_canonical(_RandomWeights(config, seed), config, CANONICAL)
+    return to_canonical(_RandomWeights(config, check_seed(seed)), config, CANONICAL)

@@ -105,9 +105,11 @@ class _Registry:
     # -- discovery ------------------------------------------------------------------
     def load_entry_points(self) -> None:
         disabled = _autoload_disabled()
-        for ep in importlib.metadata.entry_points(group=hookspec.PROJECT):
+        # the built-ins first: a third party that claims one of their names is refused, not the built-in
+        eps = sorted(importlib.metadata.entry_points(group=hookspec.PROJECT), key=lambda ep: not _is_builtin(ep))
+        for ep in eps:
             dist = ep.dist.name if ep.dist is not None else None
-            builtin = dist is not None and _normalize(dist) == DISTRIBUTION
+            builtin = _is_builtin(ep)
             if disabled and not builtin:
                 log.debug("not loading plugin %s: %s is set", ep.name, DISABLE_AUTOLOAD_ENV)
                 continue
@@ -197,6 +199,17 @@ class _Registry:
 
     def _add(self, variant: Variant, dist: str | None, *, raise_on_clash: bool = False) -> None:
         name = variant.name
+        wrong = _wrong_fields(variant)
+        if wrong:
+            type_error = TypeError(
+                f"Variant {name!r} from {variant.source}: {wrong}; declare it as zoo.Variant(name=..., build=..., "
+                "summary=..., capabilities=zoo.Capabilities(...), tolerances=zoo.Tolerances(...))"
+            )
+            if raise_on_clash:
+                raise type_error
+            label = name if isinstance(name, str) and _NAME.match(name) else str(name)
+            self._mark_broken(f"{dist}:{label}" if label in self.variants else label, variant.source, type_error)
+            return
         if not isinstance(name, str) or not _NAME.match(name):
             error = ValueError(
                 f"invalid variant name {name!r}: use lower-case letters, digits, '.', '_' and '-', "
@@ -207,6 +220,13 @@ class _Registry:
             self._mark_broken(str(name), variant.source, error)
             return
         other = self.variants.get(name)
+        if other is not None and _is_builtin_dist(self.distributions.get(name)) and not raise_on_clash:
+            # a built-in keeps its name; the third party's variant is listed as broken under its own
+            self._mark_broken(f"{dist or variant.source}:{name}", variant.source, DuplicateVariantError(
+                f"variant {name!r} from {variant.source} is refused: {name!r} is a built-in variant of "
+                f"{other.source}; rename the third-party variant (e.g. '{_normalize(dist or 'my')}-{name}')"
+            ))
+            return
         clash = self.clash(name)
         if other is not None or clash is not None:
             first = other.source if other is not None else self.broken[name].source
@@ -222,6 +242,38 @@ class _Registry:
             return
         self.variants[name] = variant
         self.distributions[name] = dist
+
+
+def _is_builtin_dist(dist: str | None) -> bool:
+    return dist is not None and _normalize(dist) == DISTRIBUTION
+
+
+def _is_builtin(ep: importlib.metadata.EntryPoint) -> bool:
+    return _is_builtin_dist(ep.dist.name if ep.dist is not None else None)
+
+
+def _wrong_fields(variant: Variant) -> str:
+    """What is of the wrong type in a declared variant ("" if nothing): ``zoo list`` reads every field."""
+    from ._interface import Capabilities, Tolerances
+
+    wrong = []
+    for field, kind in (("name", str), ("summary", str), ("capabilities", Capabilities), ("tolerances", Tolerances),
+                        ("notes", str), ("precision", str), ("reference", bool), ("source", str)):
+        value = getattr(variant, field)
+        if not isinstance(value, kind):
+            wrong.append(f"{field} must be a {kind.__name__}, got {type(value).__name__}")
+    if not callable(variant.build):
+        wrong.append(f"build must be callable, got {type(variant.build).__name__}")
+    caps = variant.capabilities
+    if isinstance(caps, Capabilities):
+        for field in ("devices", "dtypes"):
+            value = getattr(caps, field)
+            if not isinstance(value, (tuple, list)) or not value or not all(isinstance(v, str) for v in value):
+                wrong.append(f"capabilities.{field} must be a non-empty tuple of str, got {value!r:.40}")
+        for field in ("exact", "kv_cache", "padding", "trainable", "lossless_weights"):
+            if not isinstance(getattr(caps, field), bool):
+                wrong.append(f"capabilities.{field} must be a bool, got {type(getattr(caps, field)).__name__}")
+    return "; ".join(wrong)
 
 
 _lock = threading.RLock()
@@ -315,8 +367,6 @@ def register(variant: Variant) -> Variant:
     """
     if not isinstance(variant, Variant):
         raise TypeError(f"register() takes a zoo.Variant, got {type(variant).__name__}")
-    if not callable(variant.build):
-        raise TypeError(f"Variant {variant.name!r}: build must be callable, got {type(variant.build).__name__}")
     if not variant.source:
         caller = inspect.currentframe()
         caller = caller.f_back if caller is not None else None

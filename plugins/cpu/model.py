@@ -226,6 +226,7 @@ class GPT(Module, zoo.GPT2):
         self.threads: int | None = None  # BLAS threads; None: as many as torch.get_num_threads()
         self.max_batch_size = 0
         self.max_seq_length: int | None = None
+        self.cache_cursor = 0  # the slot after the last one written since setup_caches()
 
     @classmethod
     def build(cls, config: zoo.GPT2Config, *, device: Any = "cpu", dtype: Any = None,
@@ -260,8 +261,8 @@ class GPT(Module, zoo.GPT2):
         return torch.float32
 
     def setup_caches(self, max_batch_size: int, max_seq_length: int) -> None:
-        zoo.check_cache_size(self.config, max_batch_size, max_seq_length)
-        self.max_batch_size, self.max_seq_length = max_batch_size, max_seq_length
+        zoo.check_cache_size(self.config, max_batch_size, max_seq_length)  # float32 on the CPU: the defaults, no torch
+        self.max_batch_size, self.max_seq_length, self.cache_cursor = max_batch_size, max_seq_length, 0
         for block in self.h:
             block.attn.kv_cache = KVCache(max_batch_size, max_seq_length, self.config.n_head,
                                           self.config.head_size)
@@ -272,12 +273,15 @@ class GPT(Module, zoo.GPT2):
         import torch
 
         zoo.check_inputs(self.config, input_ids, attention_mask, input_pos, device=self.device,
-                         max_seq_length=self.max_seq_length, max_batch_size=self.max_batch_size)
+                         max_seq_length=self.max_seq_length, max_batch_size=self.max_batch_size,
+                         cache_cursor=self.cache_cursor)
         idx = input_ids.numpy()
         mask = None if attention_mask is None else attention_mask.to(torch.bool).numpy()
         pos = None if input_pos is None else input_pos.numpy()
         with _blas_threads(self.threads or torch.get_num_threads()):
             logits = self.forward_numpy(idx, mask, pos)
+        if pos is not None:  # slots after this call's last one are stale: never attended, then overwritten
+            self.cache_cursor = int(pos[-1]) + 1
         return torch.from_numpy(logits)
 
     def forward_numpy(self, idx: np.ndarray, attention_mask: np.ndarray | None = None,

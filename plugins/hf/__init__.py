@@ -3,7 +3,8 @@
 Trade-off: this is the reference everything else is measured against, not an
 implementation of our own. It is listed, loaded and benchmarked by name like any
 variant. Its KV cache is transformers' own growing cache: ``setup_caches``
-resets it, and ``input_pos`` must continue where the last call stopped.
+resets it, and ``input_pos`` continues where the last call stopped or goes back
+(the cache is cropped there), as with every variant's static cache.
 """
 
 from __future__ import annotations

@@ -54,28 +54,26 @@ class HFGPT2(nn.Module, zoo.GPT2):
         return self.model.transformer.wte.weight.dtype
 
     def setup_caches(self, max_batch_size: int, max_seq_length: int) -> None:
-        zoo.check_cache_size(self.config, max_batch_size, max_seq_length)
+        zoo.check_cache_size(self.config, max_batch_size, max_seq_length, dtype=self.dtype, device=self.device)
         self.max_batch_size, self.max_seq_length = max_batch_size, max_seq_length
         self._cache, self._cache_len = _new_cache(), 0
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 input_pos: torch.Tensor | None = None) -> torch.Tensor:
         zoo.check_inputs(self.config, input_ids, attention_mask, input_pos, device=self.device,
-                         max_seq_length=self.max_seq_length, max_batch_size=self.max_batch_size)
+                         max_seq_length=self.max_seq_length, max_batch_size=self.max_batch_size,
+                         cache_cursor=self._cache_len)
         B, T = input_ids.shape
         if input_pos is None:
             positions = torch.arange(T, device=input_ids.device)
             cache = None
         else:
-            start = int(input_pos[0])
+            start = int(input_pos[0])  # check_inputs: consecutive, and start <= self._cache_len
             if start == 0:
                 self._cache, self._cache_len = _new_cache(), 0
-            expected = torch.arange(self._cache_len, self._cache_len + T, device=input_pos.device)
-            if not torch.equal(input_pos, expected):
-                raise zoo.CapabilityError(
-                    f"the hf variant's cache only grows: expected input_pos {expected.tolist()}, got "
-                    f"{input_pos.tolist()}; start again from position 0 to reset it"
-                )
+            elif start < self._cache_len:  # going back: forget the slots from start on, as a static cache would
+                self._cache.crop(start - self._cache_len)  # negative: drop that many (transformers 4 and 5 alike)
+                self._cache_len = start
             positions, cache = input_pos, self._cache
         if attention_mask is None:
             position_ids = positions[None, :].expand(B, T)

@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._inputs import check_inputs
+from .._inputs import check_cache_size, check_inputs
 from .._interface import GPT2
 from .model import GPT
 
@@ -124,6 +124,7 @@ class CompiledDecode(nn.Module, GPT2):
         return self.model.dtype
 
     def setup_caches(self, max_batch_size: int, max_seq_length: int) -> None:
+        check_cache_size(self.config, max_batch_size, max_seq_length, dtype=self.dtype, device=self.device)
         S = cache_length(max_seq_length, self.config.n_positions)
         self.model.setup_caches(max_batch_size, max_seq_length, cache_length=S)
         if self._no_padding is None or tuple(self._no_padding.shape) != (max_batch_size, S):
@@ -135,8 +136,10 @@ class CompiledDecode(nn.Module, GPT2):
             return self.model(input_ids, attention_mask, input_pos)
         m = self.model
         check_inputs(self.config, input_ids, attention_mask, input_pos, device=self.device,
-                     max_seq_length=m.max_seq_length, max_batch_size=m.max_batch_size)
-        return self._decode(input_ids, attention_mask, input_pos)
+                     max_seq_length=m.max_seq_length, max_batch_size=m.max_batch_size, cache_cursor=m.cache_cursor)
+        logits = self._decode(input_ids, attention_mask, input_pos)
+        m.cache_cursor = int(input_pos[-1]) + 1
+        return logits
 
     def import_weights(self, weights: Mapping[str, Any]) -> None:
         self.model.import_weights(weights)

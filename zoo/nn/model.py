@@ -135,6 +135,7 @@ class GPT(nn.Module, GPT2):
         self.max_batch_size = 0
         self.max_seq_length: int | None = None
         self.cache_length = 0  # slots allocated in each layer's cache (>= max_seq_length)
+        self.cache_cursor = 0  # the slot after the last one written since setup_caches()
 
     def tie_weights(self) -> None:
         """``lm_head.weight`` *is* ``wte.weight`` (again: ``to_empty`` re-creates parameters).
@@ -158,9 +159,10 @@ class GPT(nn.Module, GPT2):
         Buffers of the same shape are zeroed in place rather than replaced, so
         code compiled against them (:func:`zoo.nn.compile_decode`) stays valid.
         """
-        check_cache_size(self.config, max_batch_size, max_seq_length)
+        check_cache_size(self.config, max_batch_size, max_seq_length, dtype=self.dtype, device=self.device)
         S = max(max_seq_length, cache_length or 0)
         self.max_batch_size, self.max_seq_length, self.cache_length = max_batch_size, max_seq_length, S
+        self.cache_cursor = 0
         shape = (max_batch_size, self.config.n_head, S, self.config.head_size)
         for attn in self.attentions():
             cache = attn.kv_cache
@@ -178,9 +180,13 @@ class GPT(nn.Module, GPT2):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 input_pos: torch.Tensor | None = None) -> torch.Tensor:
         check_inputs(self.config, input_ids, attention_mask, input_pos, device=self.device,
-                     max_seq_length=self.max_seq_length, max_batch_size=self.max_batch_size)
+                     max_seq_length=self.max_seq_length, max_batch_size=self.max_batch_size,
+                     cache_cursor=self.cache_cursor)
         pos, allowed = self.positions(input_ids, attention_mask, input_pos)
-        return self.run(input_ids, pos, allowed, input_pos)
+        logits = self.run(input_ids, pos, allowed, input_pos)
+        if input_pos is not None:  # slots after this call's last one are stale: never attended, then overwritten
+            self.cache_cursor = int(input_pos[-1]) + 1
+        return logits
 
     def positions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                   input_pos: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
