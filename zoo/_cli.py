@@ -166,6 +166,8 @@ def _mismatch_line(exc: WeightsMismatchError, config: str | None) -> str:
     head = str(exc).splitlines()[0].rstrip(":")
     fix = ("drop --config to use the config the weights carry, or give the one they were saved with" if config
            else "check that --weights holds GPT-2 weights, or give their config with --config")
+    if not any(counts):  # refused on the tensor count alone, before any name was compared
+        return f"{head.split(': pass ')[0]}; {fix}"
     return f"{head}: {', '.join(c for c in counts if c)} tensors (first: {first}); {fix}"
 
 
