@@ -13,6 +13,7 @@ from hypothesis import given
 
 import zoo
 
+from .. import pinned
 from .. import strategies as s
 from .framework import Built, Context, id_tensor, logits_of
 
@@ -76,7 +77,7 @@ def build(ctx: Context) -> Built:
     def bad_input(case: s.BadInput) -> None:
         ctx.stats.examples += 1
         model = ctx.model(case.config, s.PINNED_INIT)
-        valid = id_tensor(s.edge_ids(case.config, min(4, case.config.n_positions)), str(model.device))
+        valid = id_tensor(pinned.edge_ids(case.config, min(4, case.config.n_positions)), str(model.device))
         before = logits_of(model, valid)
         call, words = _bad_call(model, case, valid)
         try:
@@ -95,4 +96,4 @@ def build(ctx: Context) -> Built:
                        "no error", "zoo.InvalidInputError")
         judge.assert_equal(f"logits of a valid input after the rejected {case.kind}", logits_of(model, valid), before)
 
-    return bad_input, s.bad_input_examples(ctx.caps.kv_cache, ctx.caps.test_configs)
+    return bad_input, pinned.bad_input_examples(ctx.caps.kv_cache, ctx.caps.test_configs)

@@ -22,6 +22,7 @@ from hypothesis import note, seed, settings
 
 import zoo
 
+from .. import pinned
 from .. import strategies as s
 from ..assertions import Judge, Stats
 from ..models import canonical_weights, reference_logits, variant_model
@@ -247,7 +248,7 @@ def check_interface(variant: zoo.Variant, device: str = "cpu") -> list[str]:
             if model.device.type != torch.device(device).type:
                 problems.append(f"build(device={device!r}) gave a model on {model.device}")
             model.import_weights(canonical_weights(config, s.PINNED_INIT))
-            out = model(id_tensor(s.edge_ids(config, 3), device))
+            out = model(id_tensor(pinned.edge_ids(config, 3), device))
             if tuple(out.shape[:2]) != (1, 3) or out.shape[2] < config.vocab_size:
                 problems.append(f"forward([1, 3] ids) returned shape {list(out.shape)}, expected "
                                 f"[1, 3, {config.vocab_size}]")

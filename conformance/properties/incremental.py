@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from hypothesis import given
 
+from .. import pinned
 from .. import strategies as s
 from .framework import Built, Context, id_tensor, left_pad, logits_of, references
 
@@ -43,4 +44,4 @@ def build(ctx: Context) -> Built:
                 f"prefill of {split} then token-by-token decoding (cache of {case.cache_length}) "
                 "vs one full forward", decoded, full, dtype=ctx.dtype_name, where=mask, **ref)
 
-    return incremental, [s.incremental_example(padding_ok, ctx.caps.test_configs)]
+    return incremental, [pinned.incremental_example(padding_ok, ctx.caps.test_configs)]

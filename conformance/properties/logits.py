@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from hypothesis import example, given
 
+from .. import pinned
 from .. import strategies as s
 from .framework import Built, Context, id_tensor, logits_of, references
 
@@ -31,5 +32,5 @@ def build(ctx: Context) -> Built:
         judge.assert_close(f"logits ({case.dtype})", actual, ref["hf64"], dtype=case.dtype, **ref)
 
     for name in caps.dtypes:  # every declared dtype, at the largest init scale, every position used
-        logits = example(case=s.small_full_length_example(name, caps.test_configs))(logits)
-    return logits, [s.forward_example(caps.dtypes[0], caps.test_configs)]
+        logits = example(case=pinned.small_full_length_example(name, caps.test_configs))(logits)
+    return logits, [pinned.forward_example(caps.dtypes[0], caps.test_configs)]

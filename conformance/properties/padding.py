@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from hypothesis import given
 
+from .. import pinned
 from .. import strategies as s
 from .framework import Built, Context, left_pad, logits_of, references
 
@@ -36,4 +37,4 @@ def build(ctx: Context) -> Built:
         judge.assert_close("left-padded batch vs Hugging Face given the same mask and position ids",
                            padded, ref["hf64"], dtype=ctx.dtype_name, where=mask, **ref)
 
-    return padding, [s.padded_example(ctx.caps.test_configs)]
+    return padding, [pinned.padded_example(ctx.caps.test_configs)]
