@@ -25,6 +25,7 @@ from .strategies import (
     Ids,
     IncrementalCase,
     PaddedCase,
+    SamplingCase,
 )
 
 
@@ -89,6 +90,15 @@ def generation_example(padding: bool, declared: tuple[zoo.GPT2Config, ...] = ())
     if padding:
         prompts = (prompts[0], prompts[1][: max(1, n - 2)])
     return GenerationCase(config, PINNED_INIT, prompts, min(3, config.n_positions - n), 1234, 1.0, 50, 0.9)
+
+
+def sampling_examples(declared: tuple[zoo.GPT2Config, ...] = ()) -> list[SamplingCase]:
+    """The 124M shape at GPT-2's init (a flat distribution: top-p keeps many tokens), each filter with a
+    temperature other than 1, so that the order of temperature and filtering shows."""
+    config = pinned_config(declared)
+    ids = edge_ids(config, min(5, config.n_positions))
+    return [SamplingCase(config, PINNED_INIT, ids, 1234, 0.7, None, 0.9),
+            SamplingCase(config, PINNED_INIT, ids, 99, 1.5, 40, 0.5)]
 
 
 def bad_input_examples(kv_cache: bool, declared: tuple[zoo.GPT2Config, ...] = ()) -> list[BadInput]:

@@ -30,6 +30,7 @@ __all__ = [
     "GenerationCase",
     "IncrementalCase",
     "PaddedCase",
+    "SamplingCase",
     "TrainingCase",
     "WeightsCase",
     "bad_inputs",
@@ -42,6 +43,7 @@ __all__ = [
     "lengths",
     "padded_cases",
     "padding_patterns",
+    "sampling_cases",
     "split_points",
     "token_ids",
     "training_cases",
@@ -183,6 +185,16 @@ class GenerationCase(NamedTuple):
     top_p: float | None
 
 
+class SamplingCase(NamedTuple):
+    config: zoo.GPT2Config
+    init: WeightInit
+    ids: Ids  # prompts of one length: the next token of each row is sampled
+    seed: int
+    temperature: float  # > 0: sampling
+    top_k: int | None
+    top_p: float | None
+
+
 class WeightsCase(NamedTuple):
     config: zoo.GPT2Config
     first: WeightInit
@@ -283,6 +295,21 @@ def generation_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config]
         temperature=draw(st.sampled_from([1.0, 0.7, 1.5])),
         top_k=draw(st.none() | st.integers(1, config.vocab_size)),
         top_p=draw(st.none() | st.sampled_from([0.5, 0.9, 1.0])),
+    )
+
+
+@st.composite
+def sampling_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config]) -> SamplingCase:
+    """Temperature, top-k and top-p alone and combined, at their edges (top-k 1 and vocab - 1, top-p 1)."""
+    config = draw(configs)
+    length = draw(lengths(config, max_length=min(12, config.n_positions - 1)))  # room for the sampled token
+    V = config.vocab_size
+    return SamplingCase(
+        config, draw(weight_inits(max_scale=10.0)), draw(token_ids(config, draw(batch_sizes(max_size=2)), length)),
+        seed=draw(st.integers(0, 2**31 - 1)),
+        temperature=draw(st.sampled_from([1.0, 0.7, 2.0]) | st.floats(0.1, 4.0)),
+        top_k=draw(st.none() | st.sampled_from(sorted({1, 2, max(1, V - 1)})) | st.integers(1, V)),
+        top_p=draw(st.none() | st.sampled_from([0.5, 0.9, 1.0]) | st.floats(0.05, 1.0)),
     )
 
 

@@ -33,6 +33,7 @@ from . import (
     incremental,
     logits,
     padding,
+    sampling,
     training,
     weights,
 )
@@ -50,6 +51,8 @@ PROPERTIES: tuple[Property, ...] = (
              incremental.build, needs("kv_cache", "a KV cache")),
     Property("generation", "greedy generation equals Hugging Face's generate; seeded sampling repeats",
              generation.build),
+    Property("sampling", "the sampling distribution equals Hugging Face's warpers (temperature, top-k, top-p) "
+             "on the same and on the reference logits; seeded draws follow it", sampling.build),
     Property("weights", "import, export, import is lossless and lm_head stays tied to wte", weights.build),
     Property("training", "loss and every parameter's gradient equal Hugging Face's", training.build,
              needs("trainable", "trainable")),
