@@ -125,6 +125,15 @@ class StaleHead(UntiedHead):
         GPT.import_weights(self, weights)
 
 
+class HeadExportedAsWte(UntiedHead):
+    """The head's own copy exported as wte, the lookup computing with another: right after every import."""
+
+    def export_weights(self) -> dict[str, torch.Tensor]:
+        out = super().export_weights()
+        out["wte.weight"] = self.lm_head.weight.detach()
+        return out
+
+
 class StaleCache(Planted):
     def setup_caches(self, max_batch_size: int, max_seq_length: int) -> None:
         cache = self.h[0].attn.kv_cache
@@ -157,6 +166,8 @@ class PlantedBug:
     model: type[Planted]
     catches: str  # the property expected to fail
     summary: str
+    also: tuple[str, ...] = ()  # other properties that must fail it too
+    trainable: bool = True  # declared; a bug that training would catch hides better without it
 
 
 CATALOGUE: tuple[PlantedBug, ...] = (
@@ -173,8 +184,12 @@ CATALOGUE: tuple[PlantedBug, ...] = (
     PlantedBug("dropped-bias", DroppedBias, "logits", "the MLP's c_fc bias is dropped"),
     PlantedBug("ignores-padding-mask", IgnoresPaddingMask, "padding", "attention_mask ignored"),
     PlantedBug("last-position-only", LastPositionOnly, "logits", "logits right only at the last position"),
-    PlantedBug("untied-lm-head", UntiedHead, "training", "lm_head a separate parameter copied from wte"),
-    PlantedBug("stale-lm-head", StaleHead, "weights", "lm_head copied from wte at build, not on import"),
+    PlantedBug("untied-lm-head", UntiedHead, "training", "lm_head a separate parameter copied from wte",
+               also=("tie",)),
+    PlantedBug("stale-lm-head", StaleHead, "weights", "lm_head copied from wte at build, not on import",
+               also=("tie",)),
+    PlantedBug("head-exported-as-wte", HeadExportedAsWte, "tie",
+               "lm_head's copy exported as wte; the lookup keeps its own (not trainable)", trainable=False),
     PlantedBug("stale-kv-cache", StaleCache, "incremental", "setup_caches() does not rewind the cache"),
     PlantedBug("nondeterministic", Noisy, "determinism", "logits carry random noise"),
     PlantedBug("clamps-ids", ClampsIds, "bad-input", "out-of-range ids silently clamped"),
@@ -192,5 +207,5 @@ def variant(bug: PlantedBug) -> zoo.Variant:
         name=f"planted-{bug.name}",
         build=bug.model.build,
         summary=f"pure with a planted bug: {bug.summary}",
-        capabilities=zoo.Capabilities(devices=("cpu",), dtypes=("float32",), trainable=True),
+        capabilities=zoo.Capabilities(devices=("cpu",), dtypes=("float32",), trainable=bug.trainable),
     )
