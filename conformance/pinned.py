@@ -14,7 +14,9 @@ import zoo
 from .models import WeightInit
 from .strategies import (
     BAD_KINDS,
+    CACHE_KINDS,
     GPT2_124M,
+    LONG_POSITIONS,
     MAX_SCALE,
     PINNED_INIT,
     BadInput,
@@ -56,6 +58,24 @@ def small_full_length_example(dtype: str, declared: tuple[zoo.GPT2Config, ...] =
     return ForwardCase(config, WeightInit(1, MAX_SCALE), edge_ids(config, config.n_positions, 2), dtype)
 
 
+#: the whole of GPT-2's context at a width that costs milliseconds
+LONG_NARROW = zoo.GPT2Config(vocab_size=97, n_positions=LONG_POSITIONS, n_embd=16, n_layer=2, n_head=2)
+
+
+def full_context_example(dtype: str, declared: tuple[zoo.GPT2Config, ...] = ()) -> ForwardCase:
+    """One row filling the 124M shape's whole context (1024 tokens), or the largest declared test config's."""
+    config = pinned_config(declared)
+    return ForwardCase(config, PINNED_INIT, edge_ids(config, config.n_positions), dtype)
+
+
+def long_narrow_examples(dtype: str, declared: tuple[zoo.GPT2Config, ...] = ()) -> list[ForwardCase]:
+    """Two rows over GPT-2's whole context at a narrow width and the largest weight scale (none where test
+    configs are declared: :func:`small_full_length_example` fills theirs)."""
+    if declared:
+        return []
+    return [ForwardCase(LONG_NARROW, WeightInit(1, MAX_SCALE), edge_ids(LONG_NARROW, LONG_POSITIONS, 2), dtype)]
+
+
 def causality_example(declared: tuple[zoo.GPT2Config, ...] = ()) -> CausalityCase:
     config = pinned_config(declared)
     ids = edge_ids(config, min(8, config.n_positions))
@@ -72,6 +92,31 @@ def padded_example(declared: tuple[zoo.GPT2Config, ...] = ()) -> PaddedCase:
     length = min(6, config.n_positions)
     return PaddedCase(config, PINNED_INIT, edge_ids(config, length, 2), (length, max(1, length - 3)),
                       config.eos_token_id)
+
+
+def full_context_incremental_example(declared: tuple[zoo.GPT2Config, ...] = ()) -> IncrementalCase:
+    """The 124M shape's whole context (or the largest declared test config's): prefill all but the last three
+    tokens, or all but the last, then decode to the last position through a cache of the whole context."""
+    config = pinned_config(declared)
+    n = config.n_positions
+    return IncrementalCase(config, PINNED_INIT, edge_ids(config, n), None, (max(1, n - 3), max(1, n - 1)), n)
+
+
+def long_narrow_incremental_examples(padding: bool, declared: tuple[zoo.GPT2Config, ...] = ()) -> list[IncrementalCase]:
+    """GPT-2's whole context at a narrow width, rows padded to end at different lengths where supported."""
+    if declared:
+        return []
+    n = LONG_POSITIONS
+    real = (n, n - 9) if padding else None
+    return [IncrementalCase(LONG_NARROW, WeightInit(2, 10.0), edge_ids(LONG_NARROW, n, 2), real, (n - 20, n - 1), n)]
+
+
+def long_narrow_padded_examples(declared: tuple[zoo.GPT2Config, ...] = ()) -> list[PaddedCase]:
+    """Two rows over GPT-2's whole context at a narrow width, ending 1024 and 1011 tokens after their padding."""
+    if declared:
+        return []
+    return [PaddedCase(LONG_NARROW, WeightInit(3, 10.0), edge_ids(LONG_NARROW, LONG_POSITIONS, 2),
+                       (LONG_POSITIONS, LONG_POSITIONS - 13), LONG_NARROW.eos_token_id)]
 
 
 def incremental_example(padding: bool, declared: tuple[zoo.GPT2Config, ...] = ()) -> IncrementalCase:
@@ -105,8 +150,8 @@ def bad_input_examples(kv_cache: bool, declared: tuple[zoo.GPT2Config, ...] = ()
     """Every kind of bad input once, so that none is left to chance."""
     config = declared[0] if declared else zoo.GPT2Config(vocab_size=50, n_positions=8, n_embd=8, n_layer=1,
                                                          n_head=2)
-    values = {"negative id": -1, "id >= vocab_size": config.vocab_size,
+    values = {"negative id": -1, "id >= vocab_size": config.vocab_size, "decoding past n_positions": config.n_positions,
               "longer than n_positions": config.n_positions + 1, "mask of the wrong shape": 1}
-    kinds = BAD_KINDS if kv_cache else BAD_KINDS[:-1]
+    kinds = BAD_KINDS if kv_cache else tuple(k for k in BAD_KINDS if k not in CACHE_KINDS)
     return [BadInput(config, kind, values.get(kind, 0)) for kind in kinds]
 

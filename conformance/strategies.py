@@ -41,6 +41,7 @@ __all__ = [
     "generation_cases",
     "incremental_cases",
     "lengths",
+    "long_lengths",
     "padded_cases",
     "padding_patterns",
     "sampling_cases",
@@ -56,6 +57,9 @@ Ids = tuple[tuple[int, ...], ...]  # [B][T]
 GPT2_124M = zoo.GPT2Config()
 PINNED_INIT = WeightInit(seed=0, scale=1.0)
 MAX_SCALE = 30.0  # x GPT-2's 0.02: attention logits and GELU inputs of order 1 to 10
+LONG_POSITIONS = 1024  # GPT-2's context: long configs reach it, narrow enough to stay cheap
+MAX_DECODE = 24  # decode steps per split point: long sequences prefill most of their length
+NEAR_END = 16  # "near the end of the context": within this many positions of the last one
 
 
 # -- pieces ------------------------------------------------------------------------------
@@ -70,22 +74,33 @@ def configs(
     head_sizes: tuple[int, int] = (4, 16),
     max_vocab: int = 512,
     max_positions: int = 64,
+    long_positions: int = LONG_POSITIONS,
 ) -> zoo.GPT2Config:
-    """Small GPT-2 configs: 1-3 layers, 1-4 heads of 4-16, vocab 2-512, 1-64 positions.
+    """Small GPT-2 configs: 1-3 layers, 1-4 heads of 4-16, vocab 2-512, 1-64 positions; or long ones.
 
-    ``declared``: the variant's own ``Capabilities.test_configs``, drawn from
-    instead when given (those with at least ``min_positions``).
+    A long config has ``max_positions + 1`` to ``long_positions`` positions
+    (128, 256, 512 and ``long_positions`` among them), 1-2 layers and 1-2
+    heads of 4-8: wide enough for a position bug to show, narrow enough that a
+    whole context costs milliseconds. ``declared``: the variant's own
+    ``Capabilities.test_configs``, drawn from instead when given (those with
+    at least ``min_positions``).
     """
     if declared:
         usable = [c for c in declared if c.n_positions >= min_positions]
         if not usable:
             raise ValueError(f"no declared test config has n_positions >= {min_positions}")
         return draw(st.sampled_from(usable))
+    if long_positions > max_positions and draw(st.booleans()):
+        edges = [n for n in (128, 256, 512, long_positions) if max_positions < n <= long_positions]
+        n_positions = draw(st.integers(max_positions + 1, long_positions) | st.sampled_from(edges))
+        max_layers, max_heads, head_sizes = min(max_layers, 2), min(max_heads, 2), (4, 8)
+    else:
+        n_positions = draw(st.integers(max(1, min_positions), max(min_positions, max_positions)))
     n_head = draw(st.integers(1, max_heads))
     head_size = draw(st.integers(*head_sizes))
     return zoo.GPT2Config(
         vocab_size=draw(st.integers(2, max_vocab)),
-        n_positions=draw(st.integers(max(1, min_positions), max(min_positions, max_positions))),
+        n_positions=n_positions,
         n_embd=n_head * head_size,
         n_layer=draw(st.integers(1, max_layers)),
         n_head=n_head,
@@ -104,6 +119,13 @@ def lengths(config: zoo.GPT2Config, *, min_length: int = 1, max_length: int | No
     """Sequence lengths from ``min_length`` to ``n_positions`` (or ``max_length``)."""
     top = config.n_positions if max_length is None else min(max_length, config.n_positions)
     return st.integers(min(min_length, top), top)
+
+
+def long_lengths(config: zoo.GPT2Config, *, min_length: int = 1, max_length: int | None = None) -> st.SearchStrategy[int]:
+    """:func:`lengths` up to ``max_length``, or a length within ``NEAR_END`` of the whole context (it included)."""
+    n = config.n_positions
+    near = st.just(n) | st.integers(max(min_length, n - NEAR_END), n)
+    return lengths(config, min_length=min_length, max_length=max_length) | near
 
 
 def batch_sizes(*, min_size: int = 1, max_size: int = 3) -> st.SearchStrategy[int]:
@@ -125,14 +147,15 @@ def token_ids(draw: st.DrawFn, config: zoo.GPT2Config, batch: int, length: int) 
 @st.composite
 def padding_patterns(draw: st.DrawFn, batch: int, length: int) -> tuple[int, ...]:
     """Real tokens per row of a left-padded batch: each in [1, length], at least one row full."""
-    counts = [draw(st.integers(1, length)) for _ in range(batch)]
+    counts = [draw(st.integers(1, length) | st.integers(max(1, length - NEAR_END), length)) for _ in range(batch)]
     counts[draw(st.integers(0, batch - 1))] = length
     return tuple(counts)
 
 
-def split_points(length: int, first: int = 1) -> st.SearchStrategy[int]:
-    """How many tokens to prefill before decoding the rest one by one: ``first`` to ``length``."""
-    return st.integers(first, length)
+def split_points(length: int, first: int = 1, max_decode: int = MAX_DECODE) -> st.SearchStrategy[int]:
+    """How many tokens to prefill before decoding the rest one by one: ``first`` to ``length``, leaving at most
+    ``max_decode`` to decode."""
+    return st.integers(max(first, length - max_decode), length)
 
 
 # -- cases, one per property -------------------------------------------------------------
@@ -224,14 +247,16 @@ BAD_KINDS = (
     "3-D ids",
     "mask of the wrong shape",
     "input_pos outside the cache",
+    "decoding past n_positions",
 )
+CACHE_KINDS = ("input_pos outside the cache", "decoding past n_positions")  # only where kv_cache is declared
 
 
 @st.composite
 def forward_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config],
                   dtypes: tuple[str, ...] = ("float32",)) -> ForwardCase:
     config = draw(configs)
-    length = draw(lengths(config))
+    length = draw(long_lengths(config))
     batch = draw(batch_sizes(max_size=2))
     return ForwardCase(config, draw(weight_inits()), draw(token_ids(config, batch, length)),
                        draw(st.sampled_from(dtypes)))
@@ -250,14 +275,14 @@ def causality_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config])
 @st.composite
 def batches(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config]) -> Batch:
     config = draw(configs)
-    length = draw(lengths(config, max_length=24))
+    length = draw(long_lengths(config, max_length=24))
     return Batch(config, draw(weight_inits()), draw(token_ids(config, draw(batch_sizes(min_size=2)), length)))
 
 
 @st.composite
 def padded_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config]) -> PaddedCase:
     config = draw(configs)
-    length = draw(lengths(config, min_length=2, max_length=24))
+    length = draw(long_lengths(config, min_length=2, max_length=24))
     batch = draw(batch_sizes(min_size=2))
     real = draw(padding_patterns(batch, length))
     return PaddedCase(config, draw(weight_inits()), draw(token_ids(config, batch, length)), real,
@@ -268,7 +293,7 @@ def padded_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config]) ->
 def incremental_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config],
                       padding: bool = True) -> IncrementalCase:
     config = draw(configs)
-    length = draw(lengths(config, min_length=2, max_length=20))
+    length = draw(long_lengths(config, min_length=2, max_length=20))
     batch = draw(batch_sizes(max_size=2))
     real = draw(padding_patterns(batch, length)) if padding and draw(st.booleans()) else None
     # every row needs a real token in the prefill: a mask row of zeros is invalid input
@@ -284,7 +309,8 @@ def generation_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config]
                      padding: bool = True) -> GenerationCase:
     config = draw(configs)
     new = draw(st.integers(1, min(6, config.n_positions - 1)))
-    longest = draw(st.integers(1, min(12, config.n_positions - new)))
+    room = config.n_positions - new  # the longest prompt generation may start from: it ends at the last position
+    longest = draw(st.integers(1, min(12, room)) | st.integers(max(1, room - NEAR_END), room))
     batch = draw(batch_sizes(max_size=3 if padding else 2))
     sizes = [draw(st.integers(1, longest)) if padding else longest for _ in range(batch)]
     sizes[0] = longest
@@ -333,7 +359,7 @@ def training_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config]) 
 def bad_inputs(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config],
                kv_cache: bool = True) -> BadInput:
     config = draw(configs)
-    kinds = BAD_KINDS if kv_cache else BAD_KINDS[:-1]
+    kinds = BAD_KINDS if kv_cache else tuple(k for k in BAD_KINDS if k not in CACHE_KINDS)
     kind = draw(st.sampled_from(kinds))
     value = 0
     if kind == "negative id":
@@ -342,6 +368,8 @@ def bad_inputs(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config],
         value = draw(st.integers(config.vocab_size, config.vocab_size + 2**20))
     elif kind == "longer than n_positions":
         value = draw(st.integers(config.n_positions + 1, config.n_positions + 8))
+    elif kind == "decoding past n_positions":
+        value = config.n_positions
     elif kind == "mask of the wrong shape":
         value = draw(st.integers(-1, 1).filter(lambda d: d != 0))  # mask longer or shorter by one
     return BadInput(config, kind, value)

@@ -31,6 +31,7 @@ _KEYWORDS: dict[str, tuple[str, ...]] = {
     "3-D ids": ("2-d", "2d", "dim", "rank", "shape"),
     "mask of the wrong shape": ("attention_mask",),
     "input_pos outside the cache": ("input_pos", "cache"),
+    "decoding past n_positions": ("input_pos", "cache", "n_positions"),
 }
 
 
@@ -67,6 +68,13 @@ def _bad_call(model: zoo.GPT2, case: s.BadInput, valid: torch.Tensor) -> tuple[C
             return model(valid[:, :1], input_pos=torch.tensor([size], device=valid.device))
 
         return outside, _KEYWORDS[kind]
+    if kind == "decoding past n_positions":  # a cache of the whole context, one token past its end
+
+        def past() -> Any:
+            model.setup_caches(1, config.n_positions)
+            return model(valid[:, :1], input_pos=torch.tensor([value], device=valid.device))
+
+        return past, _KEYWORDS[kind]
     raise ValueError(f"unknown bad-input kind {kind!r}")
 
 

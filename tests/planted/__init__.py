@@ -18,6 +18,7 @@ import zoo
 from zoo.nn.model import GPT
 
 from .base import CursorCache, ExactGeluMLP, NoBiasMLP, Planted, swap_attention, swap_mlp, swap_positions
+from .context import ClampedPositions, ShortMaskWindow, WrappingCache
 from .samplers import BoundaryDroppingTopP, TemperatureAfterFiltering, TopKOneTooMany
 
 __all__ = ["CATALOGUE", "PlantedBug", "variant"]
@@ -193,6 +194,11 @@ CATALOGUE: tuple[PlantedBug, ...] = (
     PlantedBug("stale-kv-cache", StaleCache, "incremental", "setup_caches() does not rewind the cache"),
     PlantedBug("nondeterministic", Noisy, "determinism", "logits carry random noise"),
     PlantedBug("clamps-ids", ClampsIds, "bad-input", "out-of-range ids silently clamped"),
+    PlantedBug("positions-clamped-at-63", ClampedPositions, "logits", "position ids clamped to 63",
+               also=("padding",)),
+    PlantedBug("kv-cache-wraps-at-256", WrappingCache, "incremental", "the KV cache writes position p at slot p % 256"),
+    PlantedBug("mask-window-128", ShortMaskWindow, "padding",
+               "the causal mask built for a window of 128: keys further back are masked", also=("logits",)),
     PlantedBug("top-k-one-too-many", TopKOneTooMany, "sampling", "top-k keeps the k + 1 likeliest tokens"),
     PlantedBug("top-p-drops-boundary", BoundaryDroppingTopP, "sampling",
                "top-p drops the token whose mass crosses top_p"),
