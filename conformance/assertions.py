@@ -226,6 +226,23 @@ class Judge:
             if not verdict.ok:
                 self._fail(what, verdict)
 
+    def assert_arithmetic(self, what: str, actual: torch.Tensor, expected: torch.Tensor, *,
+                          hf_dtype: torch.Tensor, hf64: torch.Tensor, dtype: str,
+                          axes: tuple[str, ...] = LOGIT_AXES) -> None:
+        """Fail unless ``actual`` is within the exact bound, whatever the variant declares.
+
+        For arithmetic given the very inputs the reference is given (a sampler
+        fed the variant's own logits), where no approximation of the variant's
+        plays a part.
+        """
+        __tracebackhide__ = True
+        if tuple(actual.shape) != tuple(expected.shape):
+            self.fail(f"{what} has the wrong shape", list(actual.shape), list(expected.shape))
+        verdict = self.exact_verdict(actual, expected, hf_dtype, hf64, dtype, axes)
+        self.stats.record(verdict)
+        if not verdict.ok:
+            self._fail(what, verdict)
+
     def assert_top1(self) -> None:
         """Fail unless the argmax agreed at ``min_top1`` of all positions compared during the run."""
         __tracebackhide__ = True

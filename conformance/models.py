@@ -84,6 +84,7 @@ class _Cache:
 _weights = _Cache()
 _references = _Cache()
 _variants = _Cache()
+_logits = _Cache()  # Hugging Face's logits on big configs (the 124M shape's whole context costs seconds)
 
 
 def _is_big(config: zoo.GPT2Config) -> bool:
@@ -93,7 +94,7 @@ def _is_big(config: zoo.GPT2Config) -> bool:
 def clear(variant: str | None = None) -> None:
     """Forget cached variant models (of ``variant`` only, if given); ``None`` also drops references and weights."""
     if variant is None:
-        for cache in (_weights, _references, _variants):
+        for cache in (_weights, _references, _variants, _logits):
             cache.drop(lambda key: True)
     else:
         _variants.drop(lambda key: key[0] == variant)  # type: ignore[index]
@@ -157,16 +158,25 @@ def reference_logits(
     ids: torch.Tensor,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Hugging Face's logits in ``dtype`` for ``ids`` (and a left-padding mask), as float64 on the CPU."""
+    """Hugging Face's logits in ``dtype`` for ``ids`` (and a left-padding mask), as float64 on the CPU.
+
+    Those of big configs are kept (in ``dtype``) until :func:`clear`: every variant meets the same pinned cases.
+    """
     import torch
 
-    model = reference_model(config, init, dtype)
-    kwargs: dict[str, Any] = {}
-    if mask is not None:
-        kwargs = {"attention_mask": mask.cpu(), "position_ids": hf_position_ids(mask.cpu())}
-    with torch.no_grad():
-        out = model(input_ids=ids.cpu(), use_cache=False, **kwargs).logits
-    return out.double()
+    def make() -> torch.Tensor:
+        model = reference_model(config, init, dtype)
+        kwargs: dict[str, Any] = {}
+        if mask is not None:
+            kwargs = {"attention_mask": mask.cpu(), "position_ids": hf_position_ids(mask.cpu())}
+        with torch.no_grad():
+            return model(input_ids=ids.cpu(), use_cache=False, **kwargs).logits
+
+    if not _is_big(config):
+        return make().double()
+    key = (config, init, dtype, ids.cpu().numpy().tobytes(), tuple(ids.shape),
+           None if mask is None else mask.cpu().numpy().tobytes())
+    return _logits.get(key, True, make).double()
 
 
 def reference_gradients(

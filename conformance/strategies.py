@@ -8,9 +8,8 @@ that coupled draws (a config and ids inside its vocabulary) stay together and
 print readably in a falsifying example. Token ids are nested tuples of ints,
 not tensors, so a counterexample can be pasted back.
 
-Edge cases worth pinning with ``@example`` are built by the ``*_example``
-functions at the bottom, among them the GPT-2 124M shape that every inference
-property runs once per run.
+Edge cases worth pinning (among them the GPT-2 124M shape that every
+inference property runs once per run) are built in :mod:`conformance.pinned`.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ __all__ = [
     "GenerationCase",
     "IncrementalCase",
     "PaddedCase",
+    "SamplingCase",
     "TrainingCase",
     "WeightsCase",
     "bad_inputs",
@@ -41,8 +41,10 @@ __all__ = [
     "generation_cases",
     "incremental_cases",
     "lengths",
+    "long_lengths",
     "padded_cases",
     "padding_patterns",
+    "sampling_cases",
     "split_points",
     "token_ids",
     "training_cases",
@@ -55,6 +57,9 @@ Ids = tuple[tuple[int, ...], ...]  # [B][T]
 GPT2_124M = zoo.GPT2Config()
 PINNED_INIT = WeightInit(seed=0, scale=1.0)
 MAX_SCALE = 30.0  # x GPT-2's 0.02: attention logits and GELU inputs of order 1 to 10
+LONG_POSITIONS = 1024  # GPT-2's context: long configs reach it, narrow enough to stay cheap
+MAX_DECODE = 24  # decode steps per split point: long sequences prefill most of their length
+NEAR_END = 16  # "near the end of the context": within this many positions of the last one
 
 
 # -- pieces ------------------------------------------------------------------------------
@@ -69,22 +74,33 @@ def configs(
     head_sizes: tuple[int, int] = (4, 16),
     max_vocab: int = 512,
     max_positions: int = 64,
+    long_positions: int = LONG_POSITIONS,
 ) -> zoo.GPT2Config:
-    """Small GPT-2 configs: 1-3 layers, 1-4 heads of 4-16, vocab 2-512, 1-64 positions.
+    """Small GPT-2 configs: 1-3 layers, 1-4 heads of 4-16, vocab 2-512, 1-64 positions; or long ones.
 
-    ``declared``: the variant's own ``Capabilities.test_configs``, drawn from
-    instead when given (those with at least ``min_positions``).
+    A long config has ``max_positions + 1`` to ``long_positions`` positions
+    (128, 256, 512 and ``long_positions`` among them), 1-2 layers and 1-2
+    heads of 4-8: wide enough for a position bug to show, narrow enough that a
+    whole context costs milliseconds. ``declared``: the variant's own
+    ``Capabilities.test_configs``, drawn from instead when given (those with
+    at least ``min_positions``).
     """
     if declared:
         usable = [c for c in declared if c.n_positions >= min_positions]
         if not usable:
             raise ValueError(f"no declared test config has n_positions >= {min_positions}")
         return draw(st.sampled_from(usable))
+    if long_positions > max_positions and draw(st.booleans()):
+        edges = [n for n in (128, 256, 512, long_positions) if max_positions < n <= long_positions]
+        n_positions = draw(st.integers(max_positions + 1, long_positions) | st.sampled_from(edges))
+        max_layers, max_heads, head_sizes = min(max_layers, 2), min(max_heads, 2), (4, 8)
+    else:
+        n_positions = draw(st.integers(max(1, min_positions), max(min_positions, max_positions)))
     n_head = draw(st.integers(1, max_heads))
     head_size = draw(st.integers(*head_sizes))
     return zoo.GPT2Config(
         vocab_size=draw(st.integers(2, max_vocab)),
-        n_positions=draw(st.integers(max(1, min_positions), max(min_positions, max_positions))),
+        n_positions=n_positions,
         n_embd=n_head * head_size,
         n_layer=draw(st.integers(1, max_layers)),
         n_head=n_head,
@@ -103,6 +119,13 @@ def lengths(config: zoo.GPT2Config, *, min_length: int = 1, max_length: int | No
     """Sequence lengths from ``min_length`` to ``n_positions`` (or ``max_length``)."""
     top = config.n_positions if max_length is None else min(max_length, config.n_positions)
     return st.integers(min(min_length, top), top)
+
+
+def long_lengths(config: zoo.GPT2Config, *, min_length: int = 1, max_length: int | None = None) -> st.SearchStrategy[int]:
+    """:func:`lengths` up to ``max_length``, or a length within ``NEAR_END`` of the whole context (it included)."""
+    n = config.n_positions
+    near = st.just(n) | st.integers(max(min_length, n - NEAR_END), n)
+    return lengths(config, min_length=min_length, max_length=max_length) | near
 
 
 def batch_sizes(*, min_size: int = 1, max_size: int = 3) -> st.SearchStrategy[int]:
@@ -124,14 +147,15 @@ def token_ids(draw: st.DrawFn, config: zoo.GPT2Config, batch: int, length: int) 
 @st.composite
 def padding_patterns(draw: st.DrawFn, batch: int, length: int) -> tuple[int, ...]:
     """Real tokens per row of a left-padded batch: each in [1, length], at least one row full."""
-    counts = [draw(st.integers(1, length)) for _ in range(batch)]
+    counts = [draw(st.integers(1, length) | st.integers(max(1, length - NEAR_END), length)) for _ in range(batch)]
     counts[draw(st.integers(0, batch - 1))] = length
     return tuple(counts)
 
 
-def split_points(length: int, first: int = 1) -> st.SearchStrategy[int]:
-    """How many tokens to prefill before decoding the rest one by one: ``first`` to ``length``."""
-    return st.integers(first, length)
+def split_points(length: int, first: int = 1, max_decode: int = MAX_DECODE) -> st.SearchStrategy[int]:
+    """How many tokens to prefill before decoding the rest one by one: ``first`` to ``length``, leaving at most
+    ``max_decode`` to decode."""
+    return st.integers(max(first, length - max_decode), length)
 
 
 # -- cases, one per property -------------------------------------------------------------
@@ -184,6 +208,16 @@ class GenerationCase(NamedTuple):
     top_p: float | None
 
 
+class SamplingCase(NamedTuple):
+    config: zoo.GPT2Config
+    init: WeightInit
+    ids: Ids  # prompts of one length: the next token of each row is sampled
+    seed: int
+    temperature: float  # > 0: sampling
+    top_k: int | None
+    top_p: float | None
+
+
 class WeightsCase(NamedTuple):
     config: zoo.GPT2Config
     first: WeightInit
@@ -213,14 +247,16 @@ BAD_KINDS = (
     "3-D ids",
     "mask of the wrong shape",
     "input_pos outside the cache",
+    "decoding past n_positions",
 )
+CACHE_KINDS = ("input_pos outside the cache", "decoding past n_positions")  # only where kv_cache is declared
 
 
 @st.composite
 def forward_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config],
                   dtypes: tuple[str, ...] = ("float32",)) -> ForwardCase:
     config = draw(configs)
-    length = draw(lengths(config))
+    length = draw(long_lengths(config))
     batch = draw(batch_sizes(max_size=2))
     return ForwardCase(config, draw(weight_inits()), draw(token_ids(config, batch, length)),
                        draw(st.sampled_from(dtypes)))
@@ -239,14 +275,14 @@ def causality_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config])
 @st.composite
 def batches(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config]) -> Batch:
     config = draw(configs)
-    length = draw(lengths(config, max_length=24))
+    length = draw(long_lengths(config, max_length=24))
     return Batch(config, draw(weight_inits()), draw(token_ids(config, draw(batch_sizes(min_size=2)), length)))
 
 
 @st.composite
 def padded_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config]) -> PaddedCase:
     config = draw(configs)
-    length = draw(lengths(config, min_length=2, max_length=24))
+    length = draw(long_lengths(config, min_length=2, max_length=24))
     batch = draw(batch_sizes(min_size=2))
     real = draw(padding_patterns(batch, length))
     return PaddedCase(config, draw(weight_inits()), draw(token_ids(config, batch, length)), real,
@@ -257,7 +293,7 @@ def padded_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config]) ->
 def incremental_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config],
                       padding: bool = True) -> IncrementalCase:
     config = draw(configs)
-    length = draw(lengths(config, min_length=2, max_length=20))
+    length = draw(long_lengths(config, min_length=2, max_length=20))
     batch = draw(batch_sizes(max_size=2))
     real = draw(padding_patterns(batch, length)) if padding and draw(st.booleans()) else None
     # every row needs a real token in the prefill: a mask row of zeros is invalid input
@@ -273,7 +309,8 @@ def generation_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config]
                      padding: bool = True) -> GenerationCase:
     config = draw(configs)
     new = draw(st.integers(1, min(6, config.n_positions - 1)))
-    longest = draw(st.integers(1, min(12, config.n_positions - new)))
+    room = config.n_positions - new  # the longest prompt generation may start from: it ends at the last position
+    longest = draw(st.integers(1, min(12, room)) | st.integers(max(1, room - NEAR_END), room))
     batch = draw(batch_sizes(max_size=3 if padding else 2))
     sizes = [draw(st.integers(1, longest)) if padding else longest for _ in range(batch)]
     sizes[0] = longest
@@ -284,6 +321,21 @@ def generation_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config]
         temperature=draw(st.sampled_from([1.0, 0.7, 1.5])),
         top_k=draw(st.none() | st.integers(1, config.vocab_size)),
         top_p=draw(st.none() | st.sampled_from([0.5, 0.9, 1.0])),
+    )
+
+
+@st.composite
+def sampling_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config]) -> SamplingCase:
+    """Temperature, top-k and top-p alone and combined, at their edges (top-k 1 and vocab - 1, top-p 1)."""
+    config = draw(configs)
+    length = draw(lengths(config, max_length=min(12, config.n_positions - 1)))  # room for the sampled token
+    V = config.vocab_size
+    return SamplingCase(
+        config, draw(weight_inits(max_scale=10.0)), draw(token_ids(config, draw(batch_sizes(max_size=2)), length)),
+        seed=draw(st.integers(0, 2**31 - 1)),
+        temperature=draw(st.sampled_from([1.0, 0.7, 2.0]) | st.floats(0.1, 4.0)),
+        top_k=draw(st.none() | st.sampled_from(sorted({1, 2, max(1, V - 1)})) | st.integers(1, V)),
+        top_p=draw(st.none() | st.sampled_from([0.5, 0.9, 1.0]) | st.floats(0.05, 1.0)),
     )
 
 
@@ -307,7 +359,7 @@ def training_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config]) 
 def bad_inputs(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config],
                kv_cache: bool = True) -> BadInput:
     config = draw(configs)
-    kinds = BAD_KINDS if kv_cache else BAD_KINDS[:-1]
+    kinds = BAD_KINDS if kv_cache else tuple(k for k in BAD_KINDS if k not in CACHE_KINDS)
     kind = draw(st.sampled_from(kinds))
     value = 0
     if kind == "negative id":
@@ -316,81 +368,8 @@ def bad_inputs(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config],
         value = draw(st.integers(config.vocab_size, config.vocab_size + 2**20))
     elif kind == "longer than n_positions":
         value = draw(st.integers(config.n_positions + 1, config.n_positions + 8))
+    elif kind == "decoding past n_positions":
+        value = config.n_positions
     elif kind == "mask of the wrong shape":
         value = draw(st.integers(-1, 1).filter(lambda d: d != 0))  # mask longer or shorter by one
     return BadInput(config, kind, value)
-
-
-# -- pinned examples ---------------------------------------------------------------------
-def edge_ids(config: zoo.GPT2Config, length: int, batch: int = 1) -> Ids:
-    """``batch`` rows of ``length`` ids: every third one an edge (0, the last id, eos, 1), the rest spread
-    over the vocabulary; row ``b`` is the first row rotated by ``b``."""
-    base = [0, config.vocab_size - 1, config.eos_token_id, 1 % config.vocab_size]
-    row = tuple(base[i % len(base)] if i % 3 == 0 else (i * 7919) % config.vocab_size for i in range(length))
-    return tuple(row[b:] + row[:b] for b in range(batch))
-
-
-def pinned_config(declared: tuple[zoo.GPT2Config, ...] = ()) -> zoo.GPT2Config:
-    """The 124M shape, or the largest declared test config."""
-    if declared:
-        return max(declared, key=lambda c: c.n_params)
-    return GPT2_124M
-
-
-def forward_example(dtype: str, declared: tuple[zoo.GPT2Config, ...] = ()) -> ForwardCase:
-    config = pinned_config(declared)
-    return ForwardCase(config, PINNED_INIT, edge_ids(config, min(8, config.n_positions)), dtype)
-
-
-def small_full_length_example(dtype: str, declared: tuple[zoo.GPT2Config, ...] = ()) -> ForwardCase:
-    """Every position used, at the largest weight scale."""
-    config = declared[0] if declared else zoo.GPT2Config(vocab_size=97, n_positions=16, n_embd=32,
-                                                         n_layer=2, n_head=4)
-    return ForwardCase(config, WeightInit(1, MAX_SCALE), edge_ids(config, config.n_positions, 2), dtype)
-
-
-def causality_example(declared: tuple[zoo.GPT2Config, ...] = ()) -> CausalityCase:
-    config = pinned_config(declared)
-    ids = edge_ids(config, min(8, config.n_positions))
-    return CausalityCase(config, PINNED_INIT, ids, len(ids[0]) // 2, (ids[0][len(ids[0]) // 2] + 1) % config.vocab_size)
-
-
-def batch_example(declared: tuple[zoo.GPT2Config, ...] = ()) -> Batch:
-    config = pinned_config(declared)
-    return Batch(config, PINNED_INIT, edge_ids(config, min(6, config.n_positions), 2))
-
-
-def padded_example(declared: tuple[zoo.GPT2Config, ...] = ()) -> PaddedCase:
-    config = pinned_config(declared)
-    length = min(6, config.n_positions)
-    return PaddedCase(config, PINNED_INIT, edge_ids(config, length, 2), (length, max(1, length - 3)),
-                      config.eos_token_id)
-
-
-def incremental_example(padding: bool, declared: tuple[zoo.GPT2Config, ...] = ()) -> IncrementalCase:
-    config = pinned_config(declared)
-    length = min(6, config.n_positions)
-    real = (length, max(1, length - 2)) if padding else None
-    first = length - min(real) + 1 if real else 1
-    return IncrementalCase(config, PINNED_INIT, edge_ids(config, length, 2), real, (first, max(first, length - 1)),
-                           min(config.n_positions, length + 2))
-
-
-def generation_example(padding: bool, declared: tuple[zoo.GPT2Config, ...] = ()) -> GenerationCase:
-    config = pinned_config(declared)
-    n = min(5, config.n_positions - 1)
-    prompts = edge_ids(config, n, 2)
-    if padding:
-        prompts = (prompts[0], prompts[1][: max(1, n - 2)])
-    return GenerationCase(config, PINNED_INIT, prompts, min(3, config.n_positions - n), 1234, 1.0, 50, 0.9)
-
-
-def bad_input_examples(kv_cache: bool, declared: tuple[zoo.GPT2Config, ...] = ()) -> list[BadInput]:
-    """Every kind of bad input once, so that none is left to chance."""
-    config = declared[0] if declared else zoo.GPT2Config(vocab_size=50, n_positions=8, n_embd=8, n_layer=1,
-                                                         n_head=2)
-    values = {"negative id": -1, "id >= vocab_size": config.vocab_size,
-              "longer than n_positions": config.n_positions + 1, "mask of the wrong shape": 1}
-    kinds = BAD_KINDS if kv_cache else BAD_KINDS[:-1]
-    return [BadInput(config, kind, values.get(kind, 0)) for kind in kinds]
-

@@ -21,7 +21,7 @@ from planted import CATALOGUE, variant
 
 import zoo
 import zoo.nn
-from conformance import models, profiles, runner
+from conformance import models, pinned, profiles, runner
 from conformance import strategies as s
 from conformance.assertions import ConformanceFailure, Judge, Stats
 from conformance.models import WeightInit, canonical_weights, reference_logits
@@ -109,9 +109,9 @@ def test_token_ids_reach_the_edges() -> None:
 
 
 def test_pinned_examples_cover_124m() -> None:
-    assert s.forward_example("float32").config == zoo.GPT2Config()
+    assert pinned.forward_example("float32").config == zoo.GPT2Config()
     declared = (zoo.GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=1, n_head=2),)
-    assert s.forward_example("float32", declared).config == declared[0]
+    assert pinned.forward_example("float32", declared).config == declared[0]
 
 
 # -- models ------------------------------------------------------------------------------

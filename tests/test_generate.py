@@ -175,6 +175,30 @@ def test_filter_matches_hugging_face_warpers(seed):
     assert bool(torch.isfinite(actual).any(dim=-1).all())  # at least one token survives
 
 
+def test_sampling_distribution_is_the_filtered_softmax():
+    logits = torch.randn(2, 50, generator=torch.Generator().manual_seed(0)) * 3
+    probs = zoo.sampling_distribution(logits, 0.7, 10, 0.9)
+    assert torch.equal(probs, _filter(logits, 0.7, 10, 0.9).softmax(-1))
+    assert torch.allclose(probs.sum(-1), torch.ones(2))
+    assert int((probs > 0).sum(-1).max()) <= 10
+
+
+class OwnSampler(NoCache):
+    """A model whose sampler is its own: always the last vocabulary id."""
+
+    def sampling_distribution(self, logits, temperature, top_k, top_p):
+        probs = torch.zeros_like(logits)
+        probs[:, -1] = 1.0
+        return probs
+
+
+def test_a_model_with_its_own_sampler_is_sampled_through_it(small_models):
+    model = OwnSampler(small_models[0]["pure"])
+    last = model.config.vocab_size - 1
+    assert zoo.generate(model, PROMPTS, 3, temperature=1.0, seed=0, stop_at_eos=False) == [[last] * 3] * 3
+    assert zoo.generate(model, PROMPTS, 3, stop_at_eos=False) != [[last] * 3] * 3  # greedy never samples
+
+
 # -- stopping --------------------------------------------------------------------------------------
 
 

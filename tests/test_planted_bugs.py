@@ -33,16 +33,20 @@ def test_catalogue_is_large_enough() -> None:
     assert len({bug.name for bug in CATALOGUE}) == len(CATALOGUE)
 
 
-@pytest.mark.parametrize("bug", CATALOGUE, ids=lambda bug: bug.name)
-def test_ci_profile_catches_planted_bug(planted: None, bug: PlantedBug) -> None:
+CAUGHT = [(bug, prop) for bug in CATALOGUE for prop in (bug.catches, *bug.also)]
+
+
+@pytest.mark.parametrize(("bug", "prop"), CAUGHT,
+                         ids=[bug.name if prop == bug.catches else f"{bug.name}-by-{prop}" for bug, prop in CAUGHT])
+def test_ci_profile_catches_planted_bug(planted: None, bug: PlantedBug, prop: str) -> None:
     name = f"planted-{bug.name}"
-    results = runner.check_variant(name, profile="ci", properties=[bug.catches])
+    results = runner.check_variant(name, profile="ci", properties=[prop])
     interface, result = results
     assert interface.status == "pass", interface.message
-    assert result.prop == bug.catches
-    assert result.status == "fail", f"{name} passed {bug.catches}: the harness missed '{bug.summary}'"
-    assert f"{name} fails {bug.catches}" in result.message
-    assert f"reproduce: zoo check {name} --property {bug.catches} --profile ci" in result.message
+    assert result.prop == prop
+    assert result.status == "fail", f"{name} passed {prop}: the harness missed '{bug.summary}'"
+    assert f"{name} fails {prop}" in result.message
+    assert f"reproduce: zoo check {name} --property {prop} --profile ci" in result.message
     assert result.counterexample, "a failure must show its (shrunk) counterexample"
 
 

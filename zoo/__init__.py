@@ -22,7 +22,7 @@ from ._errors import (
     WeightsSourceError,
     ZooError,
 )
-from ._generate import generate, stream
+from ._generate import generate, sampling_distribution, stream
 from ._inputs import check_cache_size, check_inputs
 from ._interface import GPT2, Capabilities, Tolerances, Variant
 from ._load import load
@@ -76,6 +76,7 @@ __all__ = [
     "plugin_manager",
     "random_weights",
     "register",
+    "sampling_distribution",
     "stream",
     "unregister",
 ]

@@ -12,7 +12,7 @@ from ._interface import GPT2
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["generate", "stream"]
+__all__ = ["generate", "sampling_distribution", "stream"]
 
 
 def _has_cache(model: GPT2) -> bool:
@@ -93,6 +93,28 @@ def _filter(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: 
     return logits
 
 
+def sampling_distribution(logits: torch.Tensor, temperature: float, top_k: int | None = None,
+                          top_p: float | None = None) -> torch.Tensor:
+    """The distribution :func:`stream` samples the next token from: ``logits [B, V]`` -> probabilities ``[B, V]``.
+
+    Temperature, then top-k, then top-p (Hugging Face's order and arithmetic),
+    then a softmax; filtered-out tokens have probability 0. ``temperature`` must
+    be positive (``0``, greedy, never samples).
+
+    A model with a sampler of its own defines a method of this name and
+    signature (``model.sampling_distribution(logits, temperature, top_k,
+    top_p)``); :func:`stream` then samples from that, and the conformance
+    harness judges it against Hugging Face's logits warpers.
+    """
+    return _filter(logits, temperature, top_k, top_p).softmax(dim=-1)
+
+
+def _sampler(model: GPT2) -> Any:
+    """The model's own ``sampling_distribution`` where it defines one, else the shared one."""
+    own = getattr(model, "sampling_distribution", None)
+    return own if callable(own) else sampling_distribution
+
+
 def _check_params(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None,
                   seed: int | None) -> None:
     if seed is not None:
@@ -131,7 +153,8 @@ def stream(
         are). Prompts of different lengths are left-padded and masked, as
         Hugging Face's ``generate`` does.
     :param temperature: ``0`` is greedy decoding; otherwise logits are divided
-        by it, then ``top_k`` and ``top_p`` filter them, and a token is sampled.
+        by it, then ``top_k`` and ``top_p`` filter them, and a token is sampled
+        (:func:`sampling_distribution`, or the model's own method of that name).
     :param seed: seeds the sampling: an int in ``[0, 2**64)`` (``None``: drawn from torch's global RNG).
     :param eos_token_id: the config's ``<|endoftext|>`` by default. A sequence
         stops after it when ``stop_at_eos``; generation ends when every
@@ -189,6 +212,7 @@ def _steps(model: GPT2, rows: list[list[int]], longest: int, max_new_tokens: int
         generator = torch.Generator(device=device)
         generator.manual_seed(seed if seed is not None else int(torch.randint(2**62, ()).item()))
     finished = torch.zeros(B, dtype=torch.bool, device=device)
+    sampler = _sampler(model)
 
     if cached:
         with torch.no_grad():
@@ -207,7 +231,7 @@ def _steps(model: GPT2, rows: list[list[int]], longest: int, max_new_tokens: int
             if temperature == 0:
                 token = last.argmax(dim=-1)
             else:
-                probs = _filter(last, temperature, top_k, top_p).softmax(dim=-1)
+                probs = sampler(last, temperature, top_k, top_p)
                 token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
             token = token.masked_fill(finished, eos)
             ids[:, end] = token

@@ -33,6 +33,8 @@ from . import (
     incremental,
     logits,
     padding,
+    sampling,
+    ties,
     training,
     weights,
 )
@@ -50,7 +52,11 @@ PROPERTIES: tuple[Property, ...] = (
              incremental.build, needs("kv_cache", "a KV cache")),
     Property("generation", "greedy generation equals Hugging Face's generate; seeded sampling repeats",
              generation.build),
+    Property("sampling", "the sampling distribution equals Hugging Face's warpers (temperature, top-k, top-p) "
+             "on the same and on the reference logits; seeded draws follow it", sampling.build),
     Property("weights", "import, export, import is lossless and lm_head stays tied to wte", weights.build),
+    Property("tie", "after wte is updated in place through export_weights() (or re-imported), lm_head and the "
+             "logits follow it as Hugging Face's do", ties.build),
     Property("training", "loss and every parameter's gradient equal Hugging Face's", training.build,
              needs("trainable", "trainable")),
     Property("bad-input", "bad ids, lengths, ranks and masks raise zoo.InvalidInputError naming the problem",

@@ -13,6 +13,7 @@ from hypothesis import given
 
 import zoo
 
+from .. import pinned
 from .. import strategies as s
 from .framework import Built, Context, id_tensor, logits_of
 
@@ -30,6 +31,7 @@ _KEYWORDS: dict[str, tuple[str, ...]] = {
     "3-D ids": ("2-d", "2d", "dim", "rank", "shape"),
     "mask of the wrong shape": ("attention_mask",),
     "input_pos outside the cache": ("input_pos", "cache"),
+    "decoding past n_positions": ("input_pos", "cache", "n_positions"),
 }
 
 
@@ -66,6 +68,13 @@ def _bad_call(model: zoo.GPT2, case: s.BadInput, valid: torch.Tensor) -> tuple[C
             return model(valid[:, :1], input_pos=torch.tensor([size], device=valid.device))
 
         return outside, _KEYWORDS[kind]
+    if kind == "decoding past n_positions":  # a cache of the whole context, one token past its end
+
+        def past() -> Any:
+            model.setup_caches(1, config.n_positions)
+            return model(valid[:, :1], input_pos=torch.tensor([value], device=valid.device))
+
+        return past, _KEYWORDS[kind]
     raise ValueError(f"unknown bad-input kind {kind!r}")
 
 
@@ -76,7 +85,7 @@ def build(ctx: Context) -> Built:
     def bad_input(case: s.BadInput) -> None:
         ctx.stats.examples += 1
         model = ctx.model(case.config, s.PINNED_INIT)
-        valid = id_tensor(s.edge_ids(case.config, min(4, case.config.n_positions)), str(model.device))
+        valid = id_tensor(pinned.edge_ids(case.config, min(4, case.config.n_positions)), str(model.device))
         before = logits_of(model, valid)
         call, words = _bad_call(model, case, valid)
         try:
@@ -95,4 +104,4 @@ def build(ctx: Context) -> Built:
                        "no error", "zoo.InvalidInputError")
         judge.assert_equal(f"logits of a valid input after the rejected {case.kind}", logits_of(model, valid), before)
 
-    return bad_input, s.bad_input_examples(ctx.caps.kv_cache, ctx.caps.test_configs)
+    return bad_input, pinned.bad_input_examples(ctx.caps.kv_cache, ctx.caps.test_configs)

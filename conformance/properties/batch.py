@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given
 
+from .. import pinned
 from .. import strategies as s
 from .framework import Built, Context, id_tensor, logits_of, references
 
@@ -26,4 +27,4 @@ def build(ctx: Context) -> Built:
         judge.assert_close("rows of a batch vs each row run alone", together, alone,
                            dtype=ctx.dtype_name, **ref)
 
-    return batch, [s.batch_example(ctx.caps.test_configs)]
+    return batch, [pinned.batch_example(ctx.caps.test_configs)]

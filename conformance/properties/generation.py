@@ -11,6 +11,7 @@ from hypothesis import given
 
 import zoo
 
+from .. import pinned
 from .. import strategies as s
 from ..models import reference_model
 from .framework import Built, Context, id_tensor, references
@@ -78,4 +79,4 @@ def build(ctx: Context) -> Built:
                 judge.fail(f"greedy generation from prompt {b} differs from Hugging Face's generate at "
                            f"step {step} (logit gap {gap:.3g} > 2 x bound {bound:.3g})", mine, theirs)
 
-    return generation, [s.generation_example(padding_ok, ctx.caps.test_configs)]
+    return generation, [pinned.generation_example(padding_ok, ctx.caps.test_configs)]

@@ -6,8 +6,9 @@ variant declares padding, the rows may also be left-padded.
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 
+from .. import pinned
 from .. import strategies as s
 from .framework import Built, Context, id_tensor, left_pad, logits_of, references
 
@@ -30,7 +31,7 @@ def build(ctx: Context) -> Built:
             ids, mask = left_pad(case, case.config.eos_token_id)
         B, T = ids.shape
         full = logits_of(model, ids, mask)
-        ref = references(case.config, case.init, ctx.dtype, ids, mask)
+        ref = references(case.config, case.init, ctx.dtype, ids, mask, exact=ctx.caps.exact)
         for split in case.splits:  # one cache, set up again for each split
             model.setup_caches(B, case.cache_length)
             pieces = [logits_of(model, ids[:, :split], None if mask is None else mask[:, :split],
@@ -43,4 +44,7 @@ def build(ctx: Context) -> Built:
                 f"prefill of {split} then token-by-token decoding (cache of {case.cache_length}) "
                 "vs one full forward", decoded, full, dtype=ctx.dtype_name, where=mask, **ref)
 
-    return incremental, [s.incremental_example(padding_ok, ctx.caps.test_configs)]
+    for case in pinned.long_narrow_incremental_examples(padding_ok, ctx.caps.test_configs):
+        incremental = example(case=case)(incremental)  # first: a long counterexample is slow to shrink
+    return incremental, [pinned.incremental_example(padding_ok, ctx.caps.test_configs),
+                         pinned.full_context_incremental_example(ctx.caps.test_configs)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from hypothesis import example, given
 
+from .. import pinned
 from .. import strategies as s
 from .framework import Built, Context, id_tensor, logits_of, references
 
@@ -27,9 +28,13 @@ def build(ctx: Context) -> Built:
         dtype = getattr(torch, case.dtype)
         ids = id_tensor(case.ids)
         actual = logits_of(ctx.model(case.config, case.init, dtype), ids)
-        ref = references(case.config, case.init, dtype, ids)
+        ref = references(case.config, case.init, dtype, ids, exact=caps.exact)
         judge.assert_close(f"logits ({case.dtype})", actual, ref["hf64"], dtype=case.dtype, **ref)
 
     for name in caps.dtypes:  # every declared dtype, at the largest init scale, every position used
-        logits = example(case=s.small_full_length_example(name, caps.test_configs))(logits)
-    return logits, [s.forward_example(caps.dtypes[0], caps.test_configs)]
+        logits = example(case=pinned.small_full_length_example(name, caps.test_configs))(logits)
+    # GPT-2's whole context, narrow, first: a counterexample a thousand tokens long takes minutes to shrink
+    for case in pinned.long_narrow_examples(caps.dtypes[0], caps.test_configs):
+        logits = example(case=case)(logits)
+    return logits, [pinned.forward_example(caps.dtypes[0], caps.test_configs),
+                    pinned.full_context_example(caps.dtypes[0], caps.test_configs)]

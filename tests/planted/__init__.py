@@ -7,119 +7,27 @@ catalogue is registered at run time (``zoo.register``) by the tests in
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import zoo
-import zoo.nn
-from zoo.nn.model import GPT, MLP, CausalSelfAttention, KVCache
+from zoo.nn.model import GPT
+
+from .base import CursorCache, ExactGeluMLP, NoBiasMLP, Planted, swap_attention, swap_mlp, swap_positions
+from .context import ClampedPositions, ShortMaskWindow, WrappingCache
+from .samplers import BoundaryDroppingTopP, TemperatureAfterFiltering, TopKOneTooMany
 
 __all__ = ["CATALOGUE", "PlantedBug", "variant"]
-
-
-# -- modified pieces ---------------------------------------------------------------------
-class Attention(CausalSelfAttention):
-    """pure's attention with knobs for the classic mistakes."""
-
-    scale_by_d = False  # 1/d instead of 1/sqrt(d)
-    causal = True
-    softmax_dim = -1
-
-    def forward(self, x: torch.Tensor, bias: torch.Tensor, input_pos: torch.Tensor | None) -> torch.Tensor:
-        B, T, C = x.size()
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
-        hs = C // self.n_head
-        q = q.view(B, T, self.n_head, hs).transpose(1, 2)
-        k = k.view(B, T, self.n_head, hs).transpose(1, 2)
-        v = v.view(B, T, self.n_head, hs).transpose(1, 2)
-        if input_pos is not None:
-            assert self.kv_cache is not None
-            k, v = self.kv_cache.update(input_pos, k, v)
-        att = (q @ k.transpose(-2, -1)) * (1.0 / (hs if self.scale_by_d else math.sqrt(hs)))
-        if not self.causal and input_pos is None:
-            bias = torch.zeros_like(bias)
-        att = att + bias
-        att = F.softmax(att, dim=self.softmax_dim)
-        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
-        return self.c_proj(y)
-
-
-class ExactGeluMLP(MLP):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.c_proj(F.gelu(self.c_fc(x)))  # nanoGPT's trap: GPT-2 uses the tanh approximation
-
-
-class NoBiasMLP(MLP):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.c_proj(F.gelu(F.linear(x, self.c_fc.weight), approximate="tanh"))
-
-
-class Positions(nn.Embedding):
-    """wpe, with the positions its model hands it mangled."""
-
-    mangle: Callable[[torch.Tensor, Any], torch.Tensor] = staticmethod(lambda pos, call: pos)
-    call: Any = None
-
-    def forward(self, pos: torch.Tensor) -> torch.Tensor:
-        return super().forward(type(self).mangle(pos, self.call))
-
-
-class CursorCache(KVCache):
-    """A cache that writes where it last stopped, whatever input_pos says, and is never rewound."""
-
-    cursor = 0
-
-    def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        slots = torch.arange(self.cursor, self.cursor + k.size(2), device=k.device)
-        self.cursor += k.size(2)
-        return super().update(slots, k, v)
-
-
-class Planted(GPT):
-    """pure, plus hooks a bug overrides."""
-
-    @classmethod
-    def build(cls, config: zoo.GPT2Config, *, device: Any = "cpu", dtype: torch.dtype = torch.float32) -> GPT:
-        model = zoo.nn.build(config, device=device, dtype=dtype, cls=cls)
-        assert isinstance(model, Planted)
-        model.plant()
-        return model
-
-    def plant(self) -> None:
-        """Swap modules after building."""
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                input_pos: torch.Tensor | None = None) -> torch.Tensor:
-        if isinstance(self.wpe, Positions):
-            self.wpe.call = (input_ids, attention_mask, input_pos)
-        return super().forward(input_ids, attention_mask, input_pos)
-
-
-def _swap_attention(model: GPT, **knobs: Any) -> None:
-    cls = type("PlantedAttention", (Attention,), knobs)
-    for block in model.h:
-        block.attn.__class__ = cls
-
-
-def _swap_mlp(model: GPT, cls: type[MLP]) -> None:
-    for block in model.h:
-        block.mlp.__class__ = cls
-
-
-def _swap_positions(model: GPT, mangle: Callable[[torch.Tensor, Any], torch.Tensor]) -> None:
-    model.wpe.__class__ = type("PlantedPositions", (Positions,), {"mangle": staticmethod(mangle)})
 
 
 # -- the bugs ----------------------------------------------------------------------------
 class ExactGelu(Planted):
     def plant(self) -> None:
-        _swap_mlp(self, ExactGeluMLP)
+        swap_mlp(self, ExactGeluMLP)
 
 
 class UntransposedProjection(Planted):
@@ -129,17 +37,17 @@ class UntransposedProjection(Planted):
 
 class NoCausalMask(Planted):
     def plant(self) -> None:
-        _swap_attention(self, causal=False)
+        swap_attention(self, causal=False)
 
 
 class ScaleByD(Planted):
     def plant(self) -> None:
-        _swap_attention(self, scale_by_d=True)
+        swap_attention(self, scale_by_d=True)
 
 
 class SoftmaxWrongAxis(Planted):
     def plant(self) -> None:
-        _swap_attention(self, softmax_dim=-2)
+        swap_attention(self, softmax_dim=-2)
 
 
 class CachePositionOffByOne(Planted):
@@ -149,7 +57,7 @@ class CachePositionOffByOne(Planted):
             decoding = input_pos is not None and ids.size(1) == 1
             return (pos - 1).clamp_min(0) if decoding else pos
 
-        _swap_positions(self, mangle)
+        swap_positions(self, mangle)
 
 
 class PaddingPositions(Planted):
@@ -159,7 +67,7 @@ class PaddingPositions(Planted):
             slots = torch.arange(ids.size(1), device=ids.device) if input_pos is None else input_pos
             return slots[None, :].expand_as(pos)
 
-        _swap_positions(self, mangle)
+        swap_positions(self, mangle)
 
 
 class LayerNormEps(Planted):
@@ -177,7 +85,7 @@ class LayerNormNoEps(LayerNormEps):
 
 class DroppedBias(Planted):
     def plant(self) -> None:
-        _swap_mlp(self, NoBiasMLP)
+        swap_mlp(self, NoBiasMLP)
 
 
 class IgnoresPaddingMask(Planted):
@@ -218,6 +126,15 @@ class StaleHead(UntiedHead):
         GPT.import_weights(self, weights)
 
 
+class HeadExportedAsWte(UntiedHead):
+    """The head's own copy exported as wte, the lookup computing with another: right after every import."""
+
+    def export_weights(self) -> dict[str, torch.Tensor]:
+        out = super().export_weights()
+        out["wte.weight"] = self.lm_head.weight.detach()
+        return out
+
+
 class StaleCache(Planted):
     def setup_caches(self, max_batch_size: int, max_seq_length: int) -> None:
         cache = self.h[0].attn.kv_cache
@@ -250,6 +167,8 @@ class PlantedBug:
     model: type[Planted]
     catches: str  # the property expected to fail
     summary: str
+    also: tuple[str, ...] = ()  # other properties that must fail it too
+    trainable: bool = True  # declared; a bug that training would catch hides better without it
 
 
 CATALOGUE: tuple[PlantedBug, ...] = (
@@ -266,11 +185,25 @@ CATALOGUE: tuple[PlantedBug, ...] = (
     PlantedBug("dropped-bias", DroppedBias, "logits", "the MLP's c_fc bias is dropped"),
     PlantedBug("ignores-padding-mask", IgnoresPaddingMask, "padding", "attention_mask ignored"),
     PlantedBug("last-position-only", LastPositionOnly, "logits", "logits right only at the last position"),
-    PlantedBug("untied-lm-head", UntiedHead, "training", "lm_head a separate parameter copied from wte"),
-    PlantedBug("stale-lm-head", StaleHead, "weights", "lm_head copied from wte at build, not on import"),
+    PlantedBug("untied-lm-head", UntiedHead, "training", "lm_head a separate parameter copied from wte",
+               also=("tie",)),
+    PlantedBug("stale-lm-head", StaleHead, "weights", "lm_head copied from wte at build, not on import",
+               also=("tie",)),
+    PlantedBug("head-exported-as-wte", HeadExportedAsWte, "tie",
+               "lm_head's copy exported as wte; the lookup keeps its own (not trainable)", trainable=False),
     PlantedBug("stale-kv-cache", StaleCache, "incremental", "setup_caches() does not rewind the cache"),
     PlantedBug("nondeterministic", Noisy, "determinism", "logits carry random noise"),
     PlantedBug("clamps-ids", ClampsIds, "bad-input", "out-of-range ids silently clamped"),
+    PlantedBug("positions-clamped-at-63", ClampedPositions, "logits", "position ids clamped to 63",
+               also=("padding",)),
+    PlantedBug("kv-cache-wraps-at-256", WrappingCache, "incremental", "the KV cache writes position p at slot p % 256"),
+    PlantedBug("mask-window-128", ShortMaskWindow, "padding",
+               "the causal mask built for a window of 128: keys further back are masked", also=("logits",)),
+    PlantedBug("top-k-one-too-many", TopKOneTooMany, "sampling", "top-k keeps the k + 1 likeliest tokens"),
+    PlantedBug("top-p-drops-boundary", BoundaryDroppingTopP, "sampling",
+               "top-p drops the token whose mass crosses top_p"),
+    PlantedBug("temperature-after-filtering", TemperatureAfterFiltering, "sampling",
+               "top-k and top-p filter the logits before the temperature divides them"),
 )
 
 
@@ -280,5 +213,5 @@ def variant(bug: PlantedBug) -> zoo.Variant:
         name=f"planted-{bug.name}",
         build=bug.model.build,
         summary=f"pure with a planted bug: {bug.summary}",
-        capabilities=zoo.Capabilities(devices=("cpu",), dtypes=("float32",), trainable=True),
+        capabilities=zoo.Capabilities(devices=("cpu",), dtypes=("float32",), trainable=bug.trainable),
     )
