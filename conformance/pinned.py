@@ -96,10 +96,11 @@ def padded_example(declared: tuple[zoo.GPT2Config, ...] = ()) -> PaddedCase:
 
 def full_context_incremental_example(declared: tuple[zoo.GPT2Config, ...] = ()) -> IncrementalCase:
     """The 124M shape's whole context (or the largest declared test config's): prefill all but the last three
-    tokens, or all but the last, then decode to the last position through a cache of the whole context."""
+    tokens, then decode to the last position through a cache of the whole context (one split: a 124M prefill
+    of 1021 tokens costs seconds)."""
     config = pinned_config(declared)
     n = config.n_positions
-    return IncrementalCase(config, PINNED_INIT, edge_ids(config, n), None, (max(1, n - 3), max(1, n - 1)), n)
+    return IncrementalCase(config, PINNED_INIT, edge_ids(config, n), None, (max(1, n - 3),), n)
 
 
 def long_narrow_incremental_examples(padding: bool, declared: tuple[zoo.GPT2Config, ...] = ()) -> list[IncrementalCase]:
