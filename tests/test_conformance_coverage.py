@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 from hypothesis import find, settings
-from hypothesis import strategies as st
 
 import zoo
 from conformance import pinned
@@ -20,19 +19,6 @@ def test_configs_reach_the_whole_context_narrowly() -> None:
     assert config.n_layer <= 2 and config.n_head <= 2 and config.head_size <= 8
     declared = (zoo.GPT2Config(vocab_size=101, n_positions=16, n_embd=32, n_layer=2, n_head=4),)
     assert find(s.configs(declared=declared), lambda c: True, settings=FIND) == declared[0]
-
-
-def test_cases_end_at_the_last_position_of_a_long_context() -> None:
-    long = st.just(pinned.LONG_NARROW)
-    forward = find(s.forward_cases(long), lambda c: len(c.ids[0]) == c.config.n_positions, settings=FIND)
-    assert len(forward.ids[0]) == s.LONG_POSITIONS
-    padded = find(s.padded_cases(long), lambda c: len(c.ids[0]) > 1000 and min(c.real) > 1000, settings=FIND)
-    assert len(set(padded.real)) >= 1
-    inc = find(s.incremental_cases(long), lambda c: len(c.ids[0]) == s.LONG_POSITIONS, settings=FIND)
-    assert all(len(inc.ids[0]) - split <= s.MAX_DECODE for split in inc.splits)
-    gen = find(s.generation_cases(long), lambda c: max(map(len, c.prompts)) + c.max_new_tokens == s.LONG_POSITIONS,
-               settings=FIND)
-    assert gen.config.n_positions == s.LONG_POSITIONS
 
 
 def test_pinned_examples_fill_the_124m_context() -> None:
