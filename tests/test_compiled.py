@@ -133,3 +133,16 @@ def test_the_declared_budget_is_the_one_in_force() -> None:
 def test_compile_decode_takes_models_built_on_zoo_nn_only() -> None:
     with pytest.raises(TypeError, match=r"zoo\.nn\.GPT"):
         compiled.compile_decode(zoo.load("cpu", config=CONFIG))  # type: ignore[arg-type]
+
+
+def test_writing_weights_in_place_drops_the_frozen_step(models: tuple[CompiledDecode, zoo.GPT2]) -> None:
+    fast, slow = models
+    ids = torch.randint(0, CONFIG.vocab_size, (2, 9), generator=torch.Generator().manual_seed(7))
+    _decode(fast, ids, None, prefill=4)
+    assert fast._steps.get((2, 16)) is not None
+    with torch.no_grad():  # through the exported tensors, which are the models' own
+        for model in (fast, slow):
+            model.export_weights()["wte.weight"].mul_(2)
+    torch.testing.assert_close(_decode(fast, ids, None, prefill=4), _decode(slow, ids, None, prefill=4),
+                               rtol=1e-5, atol=1e-5)
+    assert fast._steps.get((2, 16)) is not None  # compiled again, against the new weights

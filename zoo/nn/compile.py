@@ -11,10 +11,12 @@ sizes share a few compiled steps.
 How: on the CPU with Inductor's ``max-autotune-no-cudagraphs`` mode and
 freezing (scoped to each compilation, never set for the whole process); on
 CUDA with CUDA graphs (``mode="reduce-overhead"``). Freezing folds the weights
-into the compiled step as constants, so importing weights throws the compiled
-steps away. A process keeps at most ``MAX_COMPILED_STEPS`` compiled steps
-alive (each holds a copy of the weights); past that, decode steps run eagerly,
-with the same result, and a warning says so once.
+into the compiled step as constants, so importing weights, or writing them in
+place (through ``export_weights()``, which returns the model's own tensors;
+their version counters show it), throws the compiled steps away. A process
+keeps at most ``MAX_COMPILED_STEPS`` compiled steps alive (each holds a copy
+of the weights); past that, decode steps run eagerly, with the same result,
+and a warning says so once.
 
 The compiled step belongs to one model: :func:`_own_code` gives each wrapper a
 copy of :func:`decode_step`'s code object, because dynamo keeps compiled code,
@@ -114,6 +116,9 @@ class CompiledDecode(nn.Module, GPT2):
         # (batch, cache slots) -> the decode step compiled for it (None: decoded eagerly), made on first use
         self._steps: dict[tuple[int, int], Callable[..., torch.Tensor] | None] = {}
         self._no_padding: torch.Tensor | None = None  # keys [max_batch_size, S] when nothing is padded
+        # the weights' in-place version counters when the steps were compiled: a write through
+        # export_weights() (which returns the model's own tensors) makes the frozen steps stale
+        self._compiled_versions: tuple[int, ...] | None = None
 
     @property
     def device(self) -> torch.device:
@@ -152,6 +157,15 @@ class CompiledDecode(nn.Module, GPT2):
         return self.model.weight_bytes()
 
     # -- the compiled decode step ------------------------------------------------------------
+    def _weight_versions(self) -> tuple[int, ...] | None:
+        """Every weight tensor's version counter (bumped by each in-place write); ``None`` where untracked."""
+        m = self.model
+        tensors = [*m.parameters(), *(b for n, b in m.named_buffers() if ".kv_cache." not in f".{n}")]
+        try:
+            return tuple(t._version for t in tensors)
+        except RuntimeError:  # inference-mode tensors keep no version counter
+            return None
+
     def _decode(self, idx: torch.Tensor, attention_mask: torch.Tensor | None,
                 input_pos: torch.Tensor) -> torch.Tensor:
         assert self._no_padding is not None  # check_inputs: input_pos needs setup_caches()
@@ -160,6 +174,8 @@ class CompiledDecode(nn.Module, GPT2):
             keys = self._no_padding[:B]  # (B, S)
         else:
             keys = F.pad(attention_mask.bool(), (0, S - attention_mask.size(1)))  # (B, S)
+        if self._steps and self._weight_versions() != self._compiled_versions:
+            self._steps = {}  # weights written in place since the steps froze them: compile again
         if (B, S) not in self._steps:
             return self._first_step((B, S), idx, input_pos, keys)
         step = self._steps[(B, S)]
@@ -183,6 +199,7 @@ class CompiledDecode(nn.Module, GPT2):
                     "" if _warned else " (further ones are logged at INFO)")
             _warned = True
             self._steps[key] = None
+            self._compiled_versions = self._weight_versions()
             with torch.no_grad():
                 return decode_step(self.model, idx, input_pos, keys)
         progress.info("compiling the decode step for batch %d, cache %d (%s, %s): the first call takes about %.0f s",
@@ -201,6 +218,7 @@ class CompiledDecode(nn.Module, GPT2):
                     torch.compiler.cudagraph_mark_step_begin()
                 logits = step(self.model, idx, input_pos, keys)
         self._steps[key] = step
+        self._compiled_versions = self._weight_versions()
         _compilers.add(self)
         progress.info("compiled the decode step for batch %d, cache %d in %.1f s", B, S, time.perf_counter() - start)
         return logits.clone() if self.device.type == "cuda" else logits
