@@ -119,6 +119,7 @@ class CompiledDecode(nn.Module, GPT2):
         # the weights' in-place version counters when the steps were compiled: a write through
         # export_weights() (which returns the model's own tensors) makes the frozen steps stale
         self._compiled_versions: tuple[int, ...] | None = None
+        self._weights: list[torch.Tensor] | None = None  # the tensors whose versions are watched
 
     @property
     def device(self) -> torch.device:
@@ -158,11 +159,16 @@ class CompiledDecode(nn.Module, GPT2):
 
     # -- the compiled decode step ------------------------------------------------------------
     def _weight_versions(self) -> tuple[int, ...] | None:
-        """Every weight tensor's version counter (bumped by each in-place write); ``None`` where untracked."""
-        m = self.model
-        tensors = [*m.parameters(), *(b for n, b in m.named_buffers() if ".kv_cache." not in f".{n}")]
+        """Every weight tensor's version counter (bumped by each in-place write); ``None`` where untracked.
+
+        Called at every decode step: the weight tensors are listed once (imports copy into
+        the same tensors; only the KV cache's buffers are ever replaced, and they are not weights).
+        """
+        if self._weights is None:
+            m = self.model
+            self._weights = [*m.parameters(), *(b for n, b in m.named_buffers() if ".kv_cache." not in f".{n}")]
         try:
-            return tuple(t._version for t in tensors)
+            return tuple(t._version for t in self._weights)
         except RuntimeError:  # inference-mode tensors keep no version counter
             return None
 
