@@ -71,6 +71,7 @@ class Stats:
     notes: list[str] = field(default_factory=list)
     top1_agree: int = 0  # positions whose argmax agreed, over every example of the run
     top1_total: int = 0
+    figures: dict[str, dict[str, float]] = field(default_factory=dict)  # measured figures, e.g. fidelity
 
     def record(self, verdict: Verdict) -> None:
         if self.worst is None or (verdict.ratio, verdict.value) > (self.worst.ratio, self.worst.value):

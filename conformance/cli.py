@@ -72,6 +72,10 @@ def cmd_check(args: argparse.Namespace) -> int:
                            seed_value=seed_value, progress=progress)
     elapsed = time.perf_counter() - start
     print(runner.table(results))
+    fidelity = runner.fidelity_table(results)
+    if fidelity:
+        print(f"\nfidelity against Hugging Face float32 on held-out text (KL = mean KL(float32 || variant)):\n"
+              f"{fidelity}")
     failed = [r for r in results if r.status == "fail"]
     if failed:
         print()
@@ -109,7 +113,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--property", action="append", metavar="P",
                    help="check only this property (repeatable): logits, causality, batch, padding, "
-                        "incremental, generation, weights, training, bad-input, determinism")
+                        "incremental, generation, sampling, weights, tie, training, bad-input, determinism, fidelity")
     p.add_argument("--seed", type=int, default=None, help="hypothesis seed (profiles that are not derandomised)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's choice)")

@@ -50,6 +50,7 @@ class PropertyResult:
     message: str = ""  # why it failed or was skipped
     counterexample: list[str] = field(default_factory=list)  # hypothesis' notes: the shrunk example
     reproduce: str = ""
+    figures: dict[str, dict[str, float]] = field(default_factory=dict)  # fidelity: "preset@dtype" -> kl, top1...
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +97,7 @@ def run_property(prop: Property, ctx: Context, profile: str, seed_value: int | N
         result.counterexample = _notes(exc)
     result.seconds = time.perf_counter() - start
     result.examples = ctx.stats.examples
+    result.figures = dict(ctx.stats.figures)
     if ctx.stats.worst is not None:
         result.worst, result.bound = ctx.stats.worst.value, ctx.stats.worst.bound
         result.measure = ctx.stats.worst.measure
@@ -181,10 +183,18 @@ def _cell(result: PropertyResult) -> str:
     return text
 
 
+def _render(rows: Sequence[Sequence[str]]) -> str:
+    """Rows as aligned columns, the first a heading underlined with dashes."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 def table(results: Sequence[PropertyResult]) -> str:
     """One row per variant and property: status, examples, worst error / bound, time."""
     head = ("variant", "property", "result", "examples", "worst / bound", "time")
-    rows = [head]
+    rows: list[tuple[str, ...]] = [head]
     for r in results:
         worst = ""
         if r.worst is not None and r.bound is not None and r.status != "skip":
@@ -193,10 +203,21 @@ def table(results: Sequence[PropertyResult]) -> str:
                      str(r.examples) if r.status != "skip" else "",
                      worst or (r.message if r.status == "skip" else ""),
                      f"{r.seconds:.1f}s" if r.status != "skip" else ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return _render(rows)
+
+
+def fidelity_table(results: Sequence[PropertyResult]) -> str:
+    """The fidelity figures: one row per variant, preset and dtype; empty when none were measured."""
+    head = ("variant", "preset", "dtype", "KL", "top-1", "perplexity", "ratio")
+    rows: list[tuple[str, ...]] = [head]
+    for r in results:
+        for key, f in sorted(r.figures.items()):
+            preset, _, dtype = key.partition("@")
+            rows.append((r.variant, preset, dtype, f"{f['kl']:.2e}", f"{f['top1']:.4f}", f"{f['ppl']:.4g}",
+                         f"{f['ppl_ratio']:.4f}"))
+    if len(rows) == 1:
+        return ""
+    return _render(rows)
 
 
 def failures(results: Sequence[PropertyResult]) -> str:

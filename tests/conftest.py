@@ -10,6 +10,9 @@ import torch
 torch.set_num_threads(int(os.environ.get("ZOO_TEST_THREADS", "1")))
 os.environ.setdefault("ZOO_OFFLINE", "1")  # the tokenizer never tries the network in tests
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# the harness's learned weights are trained once and kept here, not in the user's cache
+os.environ.setdefault("ZOO_CACHE", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                ".zoo-cache"))
 
 
 @pytest.fixture

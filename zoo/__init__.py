@@ -7,6 +7,7 @@ True
 
 from __future__ import annotations
 
+from ._cache import cache_dir
 from ._config import PRESETS, GPT2Config
 from ._convert import convert
 from ._errors import (
@@ -24,7 +25,7 @@ from ._errors import (
 )
 from ._generate import generate, sampling_distribution, stream
 from ._inputs import check_cache_size, check_inputs
-from ._interface import GPT2, Capabilities, Tolerances, Variant
+from ._interface import GPT2, Capabilities, Fidelity, Tolerances, Variant
 from ._load import load
 from ._random import random_weights
 from ._registry import (
@@ -50,6 +51,7 @@ __all__ = [
     "CapabilityError",
     "ConfigError",
     "DuplicateVariantError",
+    "Fidelity",
     "GPT2Config",
     "InvalidInputError",
     "TokenizerError",
@@ -62,6 +64,7 @@ __all__ = [
     "ZooError",
     "__version__",
     "broken_plugins",
+    "cache_dir",
     "check_cache_size",
     "check_inputs",
     "convert",

@@ -13,7 +13,7 @@ from ._errors import CapabilityError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["GPT2", "Capabilities", "Tolerances", "Variant"]
+__all__ = ["GPT2", "Capabilities", "Fidelity", "Tolerances", "Variant"]
 
 
 class GPT2(abc.ABC):
@@ -130,6 +130,19 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class Fidelity:
+    """How far an approximate variant may stray from float32 GPT-2 on learned weights (a fidelity budget).
+
+    Measured by the conformance harness's ``fidelity`` property on held-out
+    text, against Hugging Face's float32 logits on the same weights.
+    """
+
+    max_kl: float  # mean KL(hf float32 || variant) of next-token distributions, nats
+    max_ppl_ratio: float  # the variant's held-out perplexity over Hugging Face float32's
+    min_top1: float = 0.0  # fraction of positions whose argmax agrees with float32's
+
+
+@dataclass(frozen=True)
 class Tolerances:
     """How close a variant must stay to Hugging Face; read by the conformance harness.
 
@@ -146,6 +159,9 @@ class Tolerances:
     max_kl: float | None = None  # mean KL(hf || variant) of next-token distributions, nats
     min_top1: float | None = None  # fraction of positions whose argmax agrees
     max_rel_logit_error: float | None = None  # ||variant - hf|| / ||hf|| over all logits
+    # approximate variants: the budget on each fidelity preset ("learned", "outliers"); exact variants need
+    # none: they stay within error_factor times Hugging Face's own fidelity in the same dtype
+    fidelity: Mapping[str, Fidelity] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

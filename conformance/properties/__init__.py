@@ -29,6 +29,7 @@ from . import (
     batch,
     causality,
     determinism,
+    fidelity,
     generation,
     incremental,
     logits,
@@ -62,6 +63,8 @@ PROPERTIES: tuple[Property, ...] = (
     Property("bad-input", "bad ids, lengths, ranks and masks raise zoo.InvalidInputError naming the problem",
              bad_input.build),
     Property("determinism", "the same input twice gives the same output", determinism.build),
+    Property("fidelity", "on learned weights (and with GPT-2's activation outliers planted), KL, top-1 and "
+             "perplexity against float32 stay within the variant's budget", fidelity.build),
 )
 
 

@@ -7,6 +7,7 @@ catalogue is registered at run time (``zoo.register``) by the tests in
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +16,19 @@ import torch
 import torch.nn as nn
 
 import zoo
+from zoo.nn.kernels import Int8Linear
 from zoo.nn.model import GPT
 
-from .base import CursorCache, ExactGeluMLP, NoBiasMLP, Planted, swap_attention, swap_mlp, swap_positions
+from .base import (
+    CursorCache,
+    ExactGeluMLP,
+    NoBiasMLP,
+    PerTokenInt8Input,
+    Planted,
+    swap_attention,
+    swap_mlp,
+    swap_positions,
+)
 from .context import ClampedPositions, ShortMaskWindow, WrappingCache
 from .samplers import BoundaryDroppingTopP, TemperatureAfterFiltering, TopKOneTooMany
 
@@ -161,6 +172,18 @@ class ClampsIds(Planted):
         return super().forward(input_ids, attention_mask, input_pos)
 
 
+class QuantisedActivations(Planted):
+    """int8 weight-only, as the int8 scheme declares, but the activations are rounded to int8 per token too."""
+
+    @classmethod
+    def build(cls, config: zoo.GPT2Config, *, device: Any = "cpu", dtype: torch.dtype = torch.bfloat16) -> GPT:
+        model = zoo.nn.build(config, device=device, dtype=dtype, scheme="int8", cls=cls)
+        for module in model.modules():
+            if type(module) is Int8Linear:  # the Linears; the tied head and embedding are subclasses
+                module.__class__ = PerTokenInt8Input
+        return model
+
+
 @dataclass(frozen=True)
 class PlantedBug:
     name: str  # registered as planted-NAME
@@ -169,6 +192,7 @@ class PlantedBug:
     summary: str
     also: tuple[str, ...] = ()  # other properties that must fail it too
     trainable: bool = True  # declared; a bug that training would catch hides better without it
+    scheme: str | None = None  # declared approximate, with this zoo.nn scheme's dtype and tolerances
 
 
 CATALOGUE: tuple[PlantedBug, ...] = (
@@ -204,11 +228,18 @@ CATALOGUE: tuple[PlantedBug, ...] = (
                "top-p drops the token whose mass crosses top_p"),
     PlantedBug("temperature-after-filtering", TemperatureAfterFiltering, "sampling",
                "top-k and top-p filter the logits before the temperature divides them"),
+    PlantedBug("int8-activations", QuantisedActivations, "fidelity",
+               "declared int8 weight-only, but activations are rounded to int8 per token as well (naive W8A8)",
+               trainable=False, scheme="int8"),
 )
 
 
 def variant(bug: PlantedBug) -> zoo.Variant:
     """The zoo.Variant of a planted bug: pure's capabilities, float32 only (to keep the tests cheap)."""
+    if bug.scheme is not None:  # what the zoo's variant of that scheme declares
+        declared = next(v for v in map(zoo.get_variant, zoo.list_variants()) if v.precision == bug.scheme)
+        return dataclasses.replace(declared, name=f"planted-{bug.name}", build=bug.model.build,
+                                   summary=f"{declared.name} with a planted bug: {bug.summary}")
     return zoo.Variant(
         name=f"planted-{bug.name}",
         build=bug.model.build,

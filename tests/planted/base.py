@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 import zoo
 import zoo.nn
+from zoo.nn.kernels import Int8Linear
 from zoo.nn.model import GPT, MLP, CausalSelfAttention, KVCache
 
 __all__ = ["Attention", "CursorCache", "ExactGeluMLP", "NoBiasMLP", "Planted", "Positions",
@@ -52,6 +53,14 @@ class ExactGeluMLP(MLP):
 class NoBiasMLP(MLP):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.c_proj(F.gelu(F.linear(x, self.c_fc.weight), approximate="tanh"))
+
+
+class PerTokenInt8Input(Int8Linear):
+    """An int8 Linear that also rounds its input to int8, one symmetric scale per token."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = x.abs().amax(-1, keepdim=True).clamp_min(1e-8) / 127
+        return super().forward((x / scale).round().clamp(-127, 127) * scale)
 
 
 class Positions(nn.Embedding):

@@ -157,8 +157,7 @@ def subjects_for(names: Sequence[str], peers: Sequence[str], dtype: str | None, 
 
 
 def default_work_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "gpt2-zoo" / "bench"
+    return zoo.cache_dir("bench")
 
 
 def prepare_weights(config: GPT2Config, work_dir: Path, seed: int = 0) -> Path:

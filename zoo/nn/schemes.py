@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import CapabilityError
-from .._interface import Tolerances
+from .._interface import Fidelity, Tolerances
 
 __all__ = ["EMBEDDINGS", "SCHEMES", "Scheme", "get_scheme", "load_object"]
 
@@ -92,11 +92,15 @@ class Scheme:
 SCHEMES: dict[str, Scheme] = {s.name: s for s in (
     Scheme("int8", "zoo.nn.kernels:Int8Linear", embedding="int8", precision="int8",
            summary="weight-only int8, one scale per output channel (_weight_int8pack_mm)",
-           tolerances=Tolerances(max_kl=0.15, max_rel_logit_error=0.2)),
+           tolerances=Tolerances(max_kl=0.15, max_rel_logit_error=0.2, fidelity={
+               "learned": Fidelity(max_kl=1e-3, max_ppl_ratio=1.005, min_top1=0.97),
+               "outliers": Fidelity(max_kl=0.02, max_ppl_ratio=1.02, min_top1=0.95)})),
     Scheme("int4", "zoo.nn.kernels:Int4Linear", embedding="int8", precision="int4",
            summary="weight-only int4, a scale and a zero per 32 weights along the input "
                    "(_weight_int4pack_mm_for_cpu); the tied embedding int8",
-           tolerances=Tolerances(max_kl=1.5, max_rel_logit_error=2.0)),
+           tolerances=Tolerances(max_kl=1.5, max_rel_logit_error=2.0, fidelity={
+               "learned": Fidelity(max_kl=2e-3, max_ppl_ratio=1.01, min_top1=0.95),
+               "outliers": Fidelity(max_kl=3.0, max_ppl_ratio=8.0)})),
 )}
 # fmt: on
 

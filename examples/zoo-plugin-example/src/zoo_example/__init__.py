@@ -35,7 +35,12 @@ W8A8 = Scheme(
     summary="int8 weights per output channel, int8 activations per token (dynamic, symmetric), "
             "int8 x int8 -> int32 matmul (torch._int_mm); float32 elsewhere, the tied embedding dense",
     activations="float32", devices=("cpu",),
-    tolerances=zoo.Tolerances(max_kl=0.04, max_rel_logit_error=0.15),
+    # Fidelity, on the harness's learned weights: KL 1.1e-5 and perplexity 1.00002x float32's; on the same
+    # weights with GPT-2's activation outliers planted, KL 3.4 and perplexity 27x: the per-token scale is set
+    # by the outlier channels and rounds every other channel to a few levels. The budget states that.
+    tolerances=zoo.Tolerances(max_kl=0.04, max_rel_logit_error=0.15, fidelity={
+        "learned": zoo.Fidelity(max_kl=1e-3, max_ppl_ratio=1.005, min_top1=0.97),
+        "outliers": zoo.Fidelity(max_kl=6.0, max_ppl_ratio=60.0)}),
 )
 
 
