@@ -55,7 +55,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise zoo.ZooError(str(exc)) from exc
     names = args.names or zoo.list_variants()
     for name in names:
-        zoo.get_variant(name)  # an unknown name fails now, with its close matches
+        zoo.resolve(name)  # an unknown name or precision fails now, with its close matches
     seed_value = args.seed
     if seed_value is None and not profiles.is_derandomized(profile):
         seed_value = int(time.time() * 1000) % 2**31  # printed in every reproducer
@@ -108,7 +108,8 @@ def add_parser(sub: Any) -> None:
     """Add ``zoo check`` to the ``zoo`` command's sub-parsers."""
     p = sub.add_parser("check", help="check variants against Hugging Face with the conformance harness",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("names", nargs="*", metavar="NAME", help="variants to check (default: all registered)")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="variants to check, NAME or NAME@PRECISION (default: all registered)")
     p.add_argument("--profile", default=None, help="quick, ci (default; or $HYPOTHESIS_PROFILE) or thorough")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--property", action="append", metavar="P",

@@ -13,6 +13,7 @@ variant's properties are skipped with one clear failure.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import traceback
@@ -126,13 +127,17 @@ def check_variant(
 ) -> list[PropertyResult]:
     """Check one variant: the interface first, then each property its capabilities call for."""
     profile = profiles.resolve(profile)
-    variant = zoo.get_variant(name)
+    variant, dtype = zoo.resolve(name)
+    if dtype is not None:  # NAME@DTYPE: that dtype alone, reported under the spec
+        variant = dataclasses.replace(variant, name=name, capabilities=dataclasses.replace(
+            variant.capabilities, dtypes=(dtype,)))
+    name = variant.name
     say = progress or (lambda line: None)
     ctx = Context(variant, device, reproducer(name, profile, device, seed_value))
     wanted = [get_property(p) for p in properties] if properties else list(PROPERTIES)
     results: list[PropertyResult] = []
 
-    unusable = _device_problem(variant, device)
+    unusable = variant.why_unavailable() or _device_problem(variant, device)
     if unusable is not None:
         return [PropertyResult(name, p.name, "skip", message=unusable) for p in wanted]
 

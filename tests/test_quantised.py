@@ -11,7 +11,6 @@ enough to fail a deliberately broken model.
 from __future__ import annotations
 
 import dataclasses
-
 from collections.abc import Iterator, Mapping
 from typing import Any
 

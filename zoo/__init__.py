@@ -35,6 +35,7 @@ from ._registry import (
     list_variants,
     plugin_manager,
     register,
+    resolve,
     unregister,
 )
 from ._tokenizer import get_tokenizer
@@ -79,6 +80,7 @@ __all__ = [
     "plugin_manager",
     "random_weights",
     "register",
+    "resolve",
     "sampling_distribution",
     "stream",
     "unregister",

@@ -46,8 +46,9 @@ def _rows(pattern: str | None) -> list[dict[str, Any]]:
     rows = []
     for name in list_variants(pattern):
         v = get_variant(name)
-        rows.append({"name": name, "status": "ok", "summary": v.summary,
-                     "distribution": distribution_of(name), "source": v.source, "error": None,
+        missing = v.why_unavailable()
+        rows.append({"name": name, "status": "unavailable" if missing else "ok", "summary": v.summary,
+                     "distribution": distribution_of(name), "source": v.source, "error": missing,
                      "capabilities": asdict(v.capabilities)})
     for b in broken_plugins():
         if pattern is None or fnmatch.fnmatchcase(b.name, pattern.lower()):
@@ -66,9 +67,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     width = max(len(r["name"]) for r in rows)
     for r in rows:
-        if r["status"] == "ok":
-            print(f"{r['name']:<{width}}  ok      {r['summary']}")
+        if r["status"] in ("ok", "unavailable"):
+            print(f"{r['name']:<{width}}  {r['status'] if r['status'] == 'ok' else 'n/a':<6}  {r['summary']}")
             print(f"{'':<{width}}          {_caps_text(r['capabilities'])}  [{r['source']}]")
+            if r["error"]:
+                print(f"{'':<{width}}          unavailable: {r['error']}")
         else:
             print(f"{r['name']:<{width}}  broken  {r['error']}")
             print(f"{'':<{width}}          [{r['source']}]")
@@ -88,6 +91,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"  tolerances:   {', '.join(f'{k}={val}' for k, val in tol.items() if val is not None)}")
     if v.notes:
         print(f"  notes:        {v.notes}")
+    missing = v.why_unavailable()
+    if missing:
+        print(f"  unavailable:  {missing}")
     return 0
 
 

@@ -189,3 +189,15 @@ class Variant:
     precision: str = ""
     reference: bool = False  # the implementation the others are measured against (Hugging Face's: ``hf``)
     source: str = ""  # set by the registry: the distribution or place that registered it
+    # why it cannot run here and how to fix that ("onnxruntime is not installed: pip install ..."), or None.
+    # Called by `zoo list`, `zoo check` and `zoo bench`: keep it cheap (an import check, a version compare).
+    unavailable: Callable[[], str | None] | None = None
+
+    def why_unavailable(self) -> str | None:
+        """``None`` when the variant can run here; otherwise why not, and the fix."""
+        if self.unavailable is None:
+            return None
+        try:
+            return self.unavailable()
+        except Exception as exc:  # noqa: BLE001  # a check that crashes means it cannot tell: say so
+            return f"its availability check raised {type(exc).__name__}: {exc}"

@@ -101,6 +101,9 @@ def load(
     :returns: the model, in eval mode.
     """
     variant = get_variant(name)
+    missing = variant.why_unavailable()
+    if missing:
+        raise CapabilityError(f"variant {name!r} cannot run here: {missing}")
     check_seed(seed)  # used by random weights only, checked whatever the weights, as every argument is
     caps = variant.capabilities
     torch_device = _resolve_device(device, caps.devices, name)

@@ -36,6 +36,7 @@ __all__ = [
     "list_variants",
     "plugin_manager",
     "register",
+    "resolve",
     "unregister",
 ]
 
@@ -264,6 +265,8 @@ def _wrong_fields(variant: Variant) -> str:
             wrong.append(f"{field} must be a {kind.__name__}, got {type(value).__name__}")
     if not callable(variant.build):
         wrong.append(f"build must be callable, got {type(variant.build).__name__}")
+    if variant.unavailable is not None and not callable(variant.unavailable):
+        wrong.append(f"unavailable must be None or callable, got {type(variant.unavailable).__name__}")
     caps = variant.capabilities
     if isinstance(caps, Capabilities):
         for field in ("devices", "dtypes"):
@@ -356,6 +359,29 @@ def get_variant(name: str) -> Variant:
         f"no variant named {name!r}; {hint}known variants: {', '.join(known) or 'none'} "
         "(`zoo list` shows them with their status)"
     )
+
+
+def resolve(spec: str) -> tuple[Variant, str | None]:
+    """A ``NAME`` or ``NAME@PRECISION`` spec: the variant, and the dtype it asks for (``None``: the default).
+
+    ``PRECISION`` is one of the variant's declared dtypes (``pure@bfloat16``),
+    or names a variant ``NAME-PRECISION`` (``onnxruntime@int8`` is
+    ``onnxruntime-int8``, ``quantised@int4`` is ``quantised-int4``).
+
+    :raises UnknownVariantError: for an unknown name, or a precision neither way offers, naming those there are.
+    """
+    name, at, precision = spec.partition("@")
+    if not at:
+        return get_variant(name), None
+    variant = get_variant(name)
+    if precision in variant.capabilities.dtypes:
+        return variant, precision
+    siblings = {v.precision: v for v in map(get_variant, list_variants(f"{name}-*")) if v.name == f"{name}-{v.precision}"}
+    if precision in siblings:
+        return siblings[precision], None
+    offered = [*variant.capabilities.dtypes, *siblings]
+    raise UnknownVariantError(f"{name} has no precision {precision!r}; it offers {', '.join(offered)} "
+                              f"({name}@PRECISION)")
 
 
 def register(variant: Variant) -> Variant:

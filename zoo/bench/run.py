@@ -112,15 +112,20 @@ def family_of(variant: Variant, dtype: str) -> str:
 
 
 def _variant_subject(spec: str, dtype: str | None, device: str) -> Subject:
-    name, _, asked = spec.partition("@")
-    variant = zoo.get_variant(name)  # unknown names raise here, with close matches
-    caps = variant.capabilities
+    try:
+        variant, asked = zoo.resolve(spec)
+    except zoo.UnknownVariantError:  # a precision it does not offer is a skipped row; an unknown name raises
+        name, _, asked = spec.partition("@")
+        variant = zoo.get_variant(name)
+    name, caps = variant.name, variant.capabilities
     precision = asked or dtype or caps.dtypes[0]
     family = family_of(variant, precision)
     skip = ""
     if zoo.distribution_of(name) is None:
         skip = (f"{name} was registered at run time, which the benchmark's worker processes cannot see; "
                 "install it as a plugin (entry-point group 'zoo') to measure it")
+    elif variant.why_unavailable():
+        skip = f"{name} cannot run here: {variant.why_unavailable()}"
     elif precision not in caps.dtypes:
         skip = f"{name} does not offer {precision} (it offers {', '.join(caps.dtypes)})"
     elif device.split(":")[0] not in caps.devices:
