@@ -11,8 +11,9 @@ import pytest
 import torch
 
 import zoo
-from conformance import presets, runner
+from conformance import runner
 from conformance.models import hf_model
+from zoo import fidelity as presets
 from zoo._cli import main
 
 

@@ -1,6 +1,6 @@
 """``fidelity``: on learned weights, the variant's next-token distributions stay within its budget of float32's.
 
-For each fidelity preset (:mod:`conformance.presets`: ``learned``, a small
+For each fidelity preset (:mod:`zoo.fidelity`: ``learned``, a small
 GPT-2 trained here, and ``outliers``, the same function with GPT-2's
 activation outliers planted) and each declared dtype, the variant predicts
 the preset's held-out text; against Hugging Face's float32 logits on the
@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, NamedTuple
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from .. import presets
+from zoo import fidelity as presets
+
 from ..assertions import Verdict
 from ..models import hf_model
 from .framework import Built, Context, logits_of

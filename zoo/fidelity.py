@@ -1,4 +1,7 @@
-"""Weights with something learned in them, for measuring fidelity: the ``learned`` and ``outliers`` presets.
+"""Fidelity: how far a variant strays from float32 GPT-2 on weights that learned something.
+
+The ``learned`` and ``outliers`` presets, and :func:`measure`, are used by the
+conformance harness's ``fidelity`` property and by ``zoo bench``.
 
 Random weights are a poor judge of an approximate variant: their logits are
 nearly flat, so a tiny error flips the top token, while the errors that
@@ -50,8 +53,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import zoo
-from zoo.weight_map import canonical_shapes
+from ._cache import cache_dir
+from ._config import GPT2Config
+from ._errors import ZooError
+from ._load import load
+from ._tokenizer import get_tokenizer
+from .weight_map import canonical_shapes
 
 if TYPE_CHECKING:
     import torch
@@ -67,9 +74,9 @@ __all__ = [
     "plant_outliers",
 ]
 
-log = logging.getLogger("zoo.conformance")
+log = logging.getLogger("zoo")
 
-LEARNED_CONFIG = zoo.GPT2Config(vocab_size=1024, n_positions=128, n_embd=96, n_layer=3, n_head=4)
+LEARNED_CONFIG = GPT2Config(vocab_size=1024, n_positions=128, n_embd=96, n_layer=3, n_head=4)
 
 
 @dataclass(frozen=True)
@@ -122,7 +129,7 @@ class Preset(NamedTuple):
 
     name: str
     summary: str
-    config: zoo.GPT2Config
+    config: GPT2Config
     weights: dict[str, torch.Tensor]  # canonical, float32; never modify
     held_out: torch.Tensor  # (windows, context) int64 token ids
 
@@ -159,9 +166,9 @@ def _text(recipe: Recipe, vocab_size: int) -> _Text:
     root = Path(sysconfig.get_paths()["stdlib"])
     files = _source_files(root, recipe.max_chars)
     if not files:
-        raise zoo.ZooError(f"no Python source under {root} to train the learned-weights preset on; "
+        raise ZooError(f"no Python source under {root} to train the learned-weights preset on; "
                            "the harness needs the standard library's *.py files")
-    tokenizer = zoo.get_tokenizer()
+    tokenizer = get_tokenizer()
     encode, eot = tokenizer.encode_ordinary, tokenizer.eot_token  # source text may spell <|endoftext|>
     train: list[int] = []
     held: list[int] = []
@@ -179,14 +186,14 @@ def _windows(stream: torch.Tensor, count: int, length: int) -> torch.Tensor:
     import torch
 
     if stream.numel() < length:
-        raise zoo.ZooError(f"the held-out text has {stream.numel()} tokens, fewer than one window of {length}")
+        raise ZooError(f"the held-out text has {stream.numel()} tokens, fewer than one window of {length}")
     last = stream.numel() - length
     starts = [round(i * last / max(1, count - 1)) for i in range(count)]
     return torch.stack([stream[s: s + length] for s in starts])
 
 
 # -- training -------------------------------------------------------------------------------
-def _train(config: zoo.GPT2Config, data: torch.Tensor, recipe: Recipe) -> dict[str, torch.Tensor]:
+def _train(config: GPT2Config, data: torch.Tensor, recipe: Recipe) -> dict[str, torch.Tensor]:
     import torch
     import torch.nn.functional as F
 
@@ -194,7 +201,7 @@ def _train(config: zoo.GPT2Config, data: torch.Tensor, recipe: Recipe) -> dict[s
     torch.set_num_threads(1)  # one thread: the same sums in the same order on every run of this machine
     try:
         torch.manual_seed(recipe.seed)
-        model: Any = zoo.load("pure", None, config=config, seed=recipe.seed)  # a torch module: trainable
+        model: Any = load("pure", None, config=config, seed=recipe.seed)  # a torch module: trainable
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
@@ -227,10 +234,10 @@ def _cache_file(recipe: Recipe) -> Path:
     training = {k: v for k, v in asdict(recipe).items() if not k.startswith("outlier_")}  # what the weights hold
     key = repr((training, LEARNED_CONFIG, platform.python_version(), torch.__version__))
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return zoo.cache_dir("presets", f"learned-{digest}.safetensors")
+    return cache_dir("presets", f"learned-{digest}.safetensors")
 
 
-def _learned_weights(config: zoo.GPT2Config, text: _Text, recipe: Recipe) -> dict[str, torch.Tensor]:
+def _learned_weights(config: GPT2Config, text: _Text, recipe: Recipe) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file, save_file
 
@@ -258,7 +265,7 @@ def _learned_weights(config: zoo.GPT2Config, text: _Text, recipe: Recipe) -> dic
 
 
 # -- outliers -------------------------------------------------------------------------------
-def plant_outliers(weights: dict[str, torch.Tensor], config: zoo.GPT2Config, channels: tuple[int, ...],
+def plant_outliers(weights: dict[str, torch.Tensor], config: GPT2Config, channels: tuple[int, ...],
                    scale: float) -> dict[str, torch.Tensor]:
     """``weights`` with the inputs of the projections ``scale`` times larger in ``channels``, same function.
 
