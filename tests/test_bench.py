@@ -61,6 +61,15 @@ def test_every_figure_is_measured_with_its_spread(report: dict[str, Any]) -> Non
         assert row["peak_rss_bytes"] >= row["rss_before_load_bytes"] > 0
 
 
+def test_each_subject_reports_its_fidelity_on_learned_weights(report: dict[str, Any]) -> None:
+    for label in ("hf generate float32", "pure float32", "cpu float32"):
+        figures = _row(report, label)["fidelity"]
+        assert figures["kl"] < 1e-8 and figures["top1"] == 1.0 and figures["ppl_ratio"] == pytest.approx(1.0), label
+    table = format_report(report)
+    assert "| KL (learned) | top-1 (learned) |" in table
+    assert "| 100.00% |" in table
+
+
 def test_weight_memory_is_the_models_own(report: dict[str, Any]) -> None:
     float32_bytes = TINY.n_params * 4  # tied lm_head counted once
     for label in ("hf generate float32", "pure float32", "cpu float32"):
@@ -165,12 +174,14 @@ def test_cli_prints_the_table_and_writes_json(tmp_path: Path, capsys: pytest.Cap
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr("zoo.bench.run.Settings.quick", classmethod(lambda cls: SETTINGS))
     out = tmp_path / "bench.json"
-    assert main(["bench", "cpu", "--quick", "--threads", "1", "--config", str(config), "--json", str(out)]) == 0
+    assert main(["bench", "cpu", "--quick", "--threads", "1", "--config", str(config), "--json", str(out),
+                 "--no-fidelity"]) == 0
     captured = capsys.readouterr()
     assert "| cpu float32 |" in captured.out
     assert "zoo bench: [2/2] cpu float32: loaded in" in captured.err
     data = json.loads(out.read_text())
     assert [r["label"] for r in data["results"]] == ["hf generate float32", "cpu float32"]
+    assert not any("fidelity" in r for r in data["results"])
     assert (tmp_path / "cache" / "gpt2-zoo" / "bench").is_dir()
 
 

@@ -227,6 +227,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     settings = Settings.quick() if args.quick else Settings.full()
     if args.runs is not None:
         settings = dataclasses.replace(settings, runs=args.runs)
+    if args.no_fidelity:
+        settings = dataclasses.replace(settings, fidelity=False)
 
     def progress(line: str) -> None:
         print(f"zoo bench: {line}", file=sys.stderr, flush=True)
@@ -329,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default=None, help="dtype of every variant (default: each variant's first)")
     p.add_argument("--config", default=None, help="preset name or config.json path (default: gpt2, 124M)")
+    p.add_argument("--no-fidelity", action="store_true",
+                   help="skip measuring each subject's KL and top-1 agreement on learned weights")
     p.set_defaults(func=cmd_bench)
 
     _add_plugin_commands(sub)  # `zoo check` arrives this way, from the conformance harness

@@ -69,6 +69,7 @@ __all__ = [
     "Figures",
     "Preset",
     "Recipe",
+    "figures_of",
     "get_preset",
     "measure",
     "plant_outliers",
@@ -320,3 +321,21 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     return _presets()[name]
+
+
+def figures_of(name: str, dtype: str, *, reference: str, device: str = "cpu", preset: str = "learned") -> Figures:
+    """:class:`Figures` of variant ``name`` in ``dtype`` against ``reference`` in float32, on ``preset``.
+
+    What ``zoo bench`` reports beside speed; the conformance harness's
+    ``fidelity`` property measures the same and judges it against a budget.
+    """
+    import torch
+
+    p = get_preset(preset)
+
+    def logits(variant: str, dt: str, where: str) -> torch.Tensor:
+        model = load(variant, p.weights, config=p.config, layout="canonical", dtype=dt, device=where)
+        with torch.no_grad():
+            return model(p.held_out.to(model.device))[..., : p.config.vocab_size].double().cpu()
+
+    return measure(logits(name, dtype, device), logits(reference, "float32", "cpu"), p.held_out)

@@ -80,6 +80,14 @@ def _spread(row: dict[str, Any], section: str, key: str, scale: float = 1.0) -> 
     return f"{node['min'] * scale:,.0f}-{node['max'] * scale:,.0f}"
 
 
+def _fidelity_cells(row: dict[str, Any]) -> list[str]:
+    """KL(float32 || subject) and top-1 agreement on learned weights (:mod:`zoo.fidelity`), or "-"."""
+    f = row.get("fidelity")
+    if not f:
+        return ["-", "-"]
+    return [f"{f['kl']:.1e}", f"{f['top1']:.2%}"]
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The report as Markdown: the machine, the main table, the spread of the runs, what was not measured."""
     settings, rows = report["settings"], report["results"]
@@ -97,11 +105,14 @@ def format_report(report: dict[str, Any]) -> str:
         (f"Shape: {report['config'].get('n_layer')} layers x {report['config'].get('n_embd')}, random weights; "
          f"{settings['warmup']} warm-up + {settings['runs']} runs, medians; decode: {settings['prompt_tokens']}-token"
          f" prompt, {settings['new_tokens']} new tokens, greedy, KV cache. Ratios in brackets are against "
-         f"{reference} (above 1 is faster; memory: below 1 is smaller)."),
+         f"{reference} (above 1 is faster; memory: below 1 is smaller). Fidelity: mean KL(float32 || "
+         f"subject) and top-1 agreement with {reference} in float32, on the learned-weights preset's "
+         "held-out text (zoo.fidelity)."),
         "",
     ]
     header = (["subject"] + [f"prefill {k} tok/s" for k in prefill] + [f"decode {k} tok/s" for k in decode]
-              + ["b1 floor tok/s", "TTFT b1 ms", "load s", "peak RSS MiB", "weights MiB"])
+              + ["b1 floor tok/s", "TTFT b1 ms", "load s", "peak RSS MiB", "weights MiB",
+                 "KL (learned)", "top-1 (learned)"])
     lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row in rows:
         if row["status"] != "ok":
@@ -112,7 +123,8 @@ def format_report(report: dict[str, Any]) -> str:
         cells = ([row["label"]] + [_cell(row, "prefill", k) for k in prefill]
                  + [_cell(row, "decode", k) for k in decode]
                  + [floor_cell, _cell(row, "ttft_s", "b1", 1000.0, 1), _plain(row, "load_s", 1.0, 2),
-                    _plain(row, "peak_rss_bytes", 1 / MiB, 0), _plain(row, "weight_bytes", 1 / MiB, 1)])
+                    _plain(row, "peak_rss_bytes", 1 / MiB, 0), _plain(row, "weight_bytes", 1 / MiB, 1)]
+                 + _fidelity_cells(row))
         lines.append("| " + " | ".join(cells) + " |")
     spread_header = ["subject (min-max of the runs)"] + [f"prefill {k}" for k in prefill] + \
         [f"decode {k}" for k in decode] + ["first call s"]
@@ -128,4 +140,8 @@ def format_report(report: dict[str, Any]) -> str:
     if others:
         lines.append("")
         lines += [f"- {row['label']}: {row['status']}: {row['reason']}" for row in others]
+    unjudged = [row for row in rows if row["status"] == "ok" and row.get("fidelity_missing")]
+    if unjudged:
+        lines.append("")
+        lines += [f"- {row['label']}: no fidelity figures: {row['fidelity_missing']}" for row in unjudged]
     return "\n".join(lines)

@@ -37,6 +37,7 @@ class Settings:
     prompt_tokens: int = 16
     new_tokens: int = 128
     bandwidth_bytes: int = 1 << 30  # buffer streamed to measure memory bandwidth: far beyond any cache
+    fidelity: bool = True  # also measure each subject on learned weights (zoo.fidelity), after its timings
 
     @classmethod
     def full(cls) -> Settings:
@@ -254,7 +255,8 @@ def run_bench(
                 "work_dir": str(work_dir / "peers"), "device": device, "threads": threads,
                 "warmup": settings.warmup, "runs": settings.runs, "prefill": settings.prefill,
                 "decode": settings.decode, "prompt_tokens": settings.prompt_tokens,
-                "new_tokens": settings.new_tokens, "vocab_size": config.vocab_size}
+                "new_tokens": settings.new_tokens, "vocab_size": config.vocab_size,
+                "reference": subjects[0].name if settings.fidelity else None}
         figures = _worker(spec, threads, progress)
         status, reason = figures.pop("status", "error"), figures.pop("reason", "")
         if status != "ok":

@@ -58,6 +58,11 @@ class Runner(abc.ABC):
         """Bytes the loaded weights occupy, or ``None`` if the subject cannot tell."""
         return None
 
+    def fidelity(self, reference: str) -> dict[str, float] | str:
+        """KL, top-1 agreement and perplexity ratio against ``reference`` in float32 on learned weights
+        (:func:`zoo.fidelity.figures_of`), or why the subject cannot report them."""
+        return "a peer, not a registered variant: only variants are measured on learned weights"
+
 
 def _torch_dtype(precision: str) -> Any:
     import torch
@@ -119,6 +124,11 @@ class VariantRunner(Runner):
     def weight_bytes(self) -> int | None:
         return int(self.model.weight_bytes())
 
+    def fidelity(self, reference: str) -> dict[str, float] | str:
+        from zoo.fidelity import figures_of
+
+        return figures_of(self.name, self.precision, reference=reference, device=self.device).as_dict()
+
 
 class ReferenceRunner(Runner):
     """Hugging Face transformers as its users run it: ``from_pretrained`` and ``generate``."""
@@ -170,6 +180,11 @@ class ReferenceRunner(Runner):
             self.model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
                                 max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens,
                                 use_cache=True, streamer=Ticks())
+
+    def fidelity(self, reference: str) -> dict[str, float] | str:
+        from zoo.fidelity import figures_of
+
+        return figures_of(reference, self.precision, reference=reference, device=self.device).as_dict()
 
     def weight_bytes(self) -> int | None:
         tensors = [*self.model.parameters(), *self.model.buffers()]

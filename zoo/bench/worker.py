@@ -125,6 +125,13 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         out["first_call_s"][f"decode {key}"] = first
     out["peak_rss_bytes"] = _peak_rss()
     out["rss_before_load_bytes"] = rss_before
+    if spec.get("reference"):  # after the peak is read: the small learned model does not count
+        _progress(label, "fidelity on learned weights")
+        try:
+            fidelity = runner.fidelity(spec["reference"])
+        except Exception as exc:  # noqa: BLE001 - speed was measured; a fidelity failure is reported beside it
+            fidelity = f"measuring it failed: {type(exc).__name__}: {exc}"
+        out["fidelity" if isinstance(fidelity, dict) else "fidelity_missing"] = fidelity
     return out
 
 
