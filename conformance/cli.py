@@ -44,9 +44,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         device = torch.device(args.device)
     except RuntimeError:
         raise zoo.CapabilityError(f"--device {args.device!r} is not a device torch knows; use cpu or cuda") from None
-    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):  # before the run, not after
-        raise zoo.ZooError(f"--json {args.json}: the folder {os.path.dirname(os.path.abspath(args.json))} "
-                           "does not exist; create it first")
+    for option, path in (("--json", args.json), ("--plot", args.plot)):  # before the run, not after
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise zoo.ZooError(f"{option} {path}: the folder {os.path.dirname(os.path.abspath(path))} "
+                               "does not exist; create it first")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise zoo.ZooError("--plot needs matplotlib: pip install 'gpt2-zoo[plot]'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise zoo.CapabilityError("--device cuda was given but torch sees no CUDA GPU; use --device cpu")
     try:
@@ -87,14 +93,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"{len(failed)} failed, {sum(r.status == 'pass' for r in results)} passed, "
           f"{sum(r.status == 'skip' for r in results)} skipped in {elapsed:.1f}s ("
           + ", ".join(f"{v} {t:.1f}s" for v, t in per_variant.items()) + ")")
+    payload: dict[str, Any] = {
+        "profile": profile, "device": args.device, "seed": seed_value, "seconds": elapsed,
+        "versions": {"zoo": zoo.__version__, "torch": torch.__version__},
+        "results": [r.to_json() for r in results],
+    }
     if args.json:
-        payload: dict[str, Any] = {
-            "profile": profile, "device": args.device, "seed": seed_value, "seconds": elapsed,
-            "versions": {"zoo": zoo.__version__, "torch": torch.__version__},
-            "results": [r.to_json() for r in results],
-        }
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(payload, f, indent=2)
+    if args.plot:
+        from .scoreboard import plot
+
+        progress(f"drew {plot(payload, args.plot)}")
     return 1 if failed else 0
 
 
@@ -116,7 +126,9 @@ def add_parser(sub: Any) -> None:
                    help="check only this property (repeatable): logits, causality, batch, padding, "
                         "incremental, generation, sampling, weights, tie, training, bad-input, determinism, fidelity")
     p.add_argument("--seed", type=int, default=None, help="hypothesis seed (profiles that are not derandomised)")
-    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON "
+                   "(python -m conformance.scoreboard FILE renders them as the README's scoreboard)")
+    p.add_argument("--plot", metavar="FILE", help="also draw the scoreboard as a heat map (PNG; needs matplotlib)")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's choice)")
     p.set_defaults(func=cmd_check)
 

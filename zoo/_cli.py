@@ -223,6 +223,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     device = _device(args.device)
     if args.json:  # fail before an hour of measuring, not after
         _writable(Path(args.json))
+    if args.plot:
+        from .bench.plot import _matplotlib
+
+        _writable(Path(args.plot), "--plot")
+        _matplotlib()
     _something_to_measure(args.names, args.peer, args.dtype, device)
     settings = Settings.quick() if args.quick else Settings.full()
     if args.runs is not None:
@@ -239,6 +244,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"zoo bench: wrote {args.json}", file=sys.stderr)
+    if args.plot:
+        from .bench.plot import plot
+
+        print(f"zoo bench: drew {plot(report, args.plot)}", file=sys.stderr)
     failed = [r["label"] for r in report["results"] if r["status"] == "error"]
     if failed:
         print(f"zoo bench: error: {', '.join(failed)} failed; see the reasons above", file=sys.stderr)
@@ -255,11 +264,12 @@ def _something_to_measure(names: list[str], peers: list[str], dtype: str | None,
         raise CapabilityError(f"nothing to measure: {reasons}")
 
 
-def _writable(path: Path) -> None:
+def _writable(path: Path, option: str = "--json") -> None:
     if path.is_dir():
-        raise ConfigError(f"--json {path} is a folder; give a file name, e.g. {path / 'bench.json'}")
+        example = path / ("bench.json" if option == "--json" else "bench.png")
+        raise ConfigError(f"{option} {path} is a folder; give a file name, e.g. {example}")
     if not path.parent.exists():
-        raise ConfigError(f"--json {path}: the folder {path.parent} does not exist; create it first")
+        raise ConfigError(f"{option} {path}: the folder {path.parent} does not exist; create it first")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -331,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default=None, help="dtype of every variant (default: each variant's first)")
     p.add_argument("--config", default=None, help="preset name or config.json path (default: gpt2, 124M)")
+    p.add_argument("--plot", default=None, metavar="FILE",
+                   help="also draw decode speed against the floor, and speed against fidelity (needs matplotlib)")
     p.add_argument("--no-fidelity", action="store_true",
                    help="skip measuring each subject's KL and top-1 agreement on learned weights")
     p.set_defaults(func=cmd_bench)
