@@ -20,6 +20,7 @@ import zoo.bench
 from zoo import _registry
 from zoo._cli import main
 from zoo.bench import NoReferenceError, Settings, add_ratios, format_report, reference_variant, run_bench
+from zoo.bench.report import streamed_bytes
 from zoo.bench.run import family_of, prepare_weights, subjects_for
 from zoo.bench.worker import summary
 
@@ -88,12 +89,24 @@ def test_ratios_are_against_the_reference_in_the_same_run(report: dict[str, Any]
     assert pure["ratios"]["weight_bytes"] == 1.0
 
 
-def test_decode_floor_is_bandwidth_over_weight_bytes(report: dict[str, Any]) -> None:
+def test_decode_floor_is_bandwidth_over_the_bytes_a_step_must_read(report: dict[str, Any]) -> None:
     bandwidth = report["bandwidth"]["bytes_per_s"]
     assert bandwidth > 1e8  # even a slow machine streams 100 MB/s
     pure = _row(report, "pure float32")
-    assert pure["decode_floor_tok_s"]["b1"] == pytest.approx(bandwidth / pure["weight_bytes"])
-    assert pure["decode_floor_tok_s"]["b2"] == pytest.approx(2 * bandwidth / pure["weight_bytes"])
+    # every weight but the position table (gathered, one row per token) is streamed once per step
+    wpe = TINY.n_positions * TINY.n_embd * 4
+    assert pure["streamed_bytes"] == pure["weight_bytes"] - wpe
+    assert pure["decode_floor_tok_s"]["b1"] == pytest.approx(bandwidth / pure["streamed_bytes"])
+    assert pure["decode_floor_tok_s"]["b2"] == pytest.approx(2 * bandwidth / pure["streamed_bytes"])
+
+
+def test_the_floor_counts_the_precision_not_the_file() -> None:
+    config = {"n_embd": 768, "n_layer": 12, "vocab_size": 50257}
+    f32 = streamed_bytes(config, "float32")
+    assert f32 == pytest.approx(4 * (124_439_808 - 1024 * 768))  # GPT-2's parameters less wpe
+    assert streamed_bytes(config, "bfloat16") == f32 / 2
+    assert streamed_bytes(config, "int8") == f32 / 4 and streamed_bytes(config, "int4") == f32 / 8
+    assert streamed_bytes(config, "Q8_0") is None
 
 
 def test_report_describes_machine_and_lists_what_was_not_measured(report: dict[str, Any]) -> None:
@@ -155,12 +168,13 @@ def test_summary_is_median_min_max() -> None:
 
 
 def test_ratios_need_a_measured_reference() -> None:
-    row = {"kind": "variant", "label": "pure float32", "status": "ok", "decode": {"b1": {"median": 5.0}},
-           "weight_bytes": 10}
-    out = add_ratios({"results": [{"kind": "reference", "status": "error"}, row],
+    row = {"kind": "variant", "label": "pure float32", "family": "float32", "status": "ok",
+           "decode": {"b1": {"median": 5.0}}, "weight_bytes": 10}
+    config = {"n_embd": 1, "n_layer": 0, "vocab_size": 3}  # 3 + 2 weights of 4 bytes
+    out = add_ratios({"results": [{"kind": "reference", "status": "error"}, row], "config": config,
                       "bandwidth": {"bytes_per_s": 100.0}, "settings": {"decode": [1]}})
     assert "ratios" not in out["results"][1]
-    assert out["results"][1]["decode_floor_tok_s"] == {"b1": 10.0}
+    assert out["results"][1]["decode_floor_tok_s"] == {"b1": 5.0}
 
 
 # -- the command line ---------------------------------------------------------------------------

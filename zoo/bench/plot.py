@@ -24,7 +24,7 @@ def _matplotlib() -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        from .._errors import ZooError
+        from zoo import ZooError
 
         raise ZooError("--plot needs matplotlib: pip install 'gpt2-zoo[plot]'") from None
     return plt

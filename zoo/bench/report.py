@@ -4,9 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["add_ratios", "format_report"]
+__all__ = ["add_ratios", "format_report", "streamed_bytes"]
 
 MiB = 1024 * 1024
+
+# bytes of one weight at each precision family: the data alone (scales, zero points and block headers
+# are left out, so every real format of the family reads at least this much)
+BYTES_PER_WEIGHT = {"float64": 8.0, "float32": 4.0, "bfloat16": 2.0, "float16": 2.0, "int8": 1.0, "int4": 0.5}
+
+
+def streamed_bytes(config: dict[str, Any], family: str) -> float | None:
+    """The fewest bytes one decoding step must read at ``family``'s width, whatever the batch.
+
+    Every block's four matrices and the output head (``vocab x n_embd``, the
+    tied ``wte``) are streamed whole; the embedding lookups read one row per
+    token, so ``wpe`` and an untied copy of ``wte`` do not count; biases and
+    LayerNorms are counted at the same width. ``None`` for an unknown family.
+    """
+    width = BYTES_PER_WEIGHT.get(family)
+    if width is None:
+        return None
+    d, layers, vocab = config["n_embd"], config["n_layer"], config["vocab_size"]
+    per_block = 12 * d * d + 13 * d  # c_attn 3d^2, attn.c_proj d^2, c_fc 4d^2, mlp.c_proj 4d^2; biases, LNs
+    return width * (layers * per_block + vocab * d + 2 * d)
 
 
 def _median(figures: dict[str, Any], *path: str) -> float | None:
@@ -31,10 +51,11 @@ def add_ratios(report: dict[str, Any]) -> dict[str, Any]:
     for row in rows:
         if row["status"] != "ok":
             continue
-        if bandwidth and row.get("weight_bytes"):
-            # every weight is read once per decoding step, whatever the batch
-            row["decode_floor_tok_s"] = {f"b{b}": b * bandwidth / row["weight_bytes"]
-                                         for b in report["settings"]["decode"]}
+        needed = streamed_bytes(report["config"], row["family"]) if "config" in report and "family" in row else None
+        if bandwidth and needed:
+            # the fewest bytes a step reads, at the best streaming read measured: nothing decodes faster
+            row["streamed_bytes"] = needed
+            row["decode_floor_tok_s"] = {f"b{b}": b * bandwidth / needed for b in report["settings"]["decode"]}
         if ref is None:
             continue
         ratios: dict[str, float] = {}
