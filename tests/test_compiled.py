@@ -146,3 +146,23 @@ def test_writing_weights_in_place_drops_the_frozen_step(models: tuple[CompiledDe
     torch.testing.assert_close(_decode(fast, ids, None, prefill=4), _decode(slow, ids, None, prefill=4),
                                rtol=1e-5, atol=1e-5)
     assert fast._steps.get((2, 16)) is not None  # compiled again, against the new weights
+
+
+def test_a_compiled_int8_decode_step_computes_what_the_eager_one_does() -> None:
+    # max-autotune's C++ GEMM template, with freezing, got a 32-wide int8 model's decode steps wrong by
+    # 25 to 94% of the logits' norm (torch 2.13); int8 models autotune among ATen's kernels only
+    from conformance.models import WeightInit, canonical_weights
+
+    config = zoo.GPT2Config(vocab_size=101, n_positions=16, n_embd=32, n_layer=2, n_head=4)
+    weights = canonical_weights(config, WeightInit(863, 3.0))
+    ids = torch.tensor([[0, 41, 82, 1, 63, 3, 100, 85]])
+
+    def steps(name: str) -> torch.Tensor:
+        model = zoo.load(name, weights, config=config, layout="canonical")
+        model.setup_caches(1, 8)
+        with torch.no_grad():
+            model(ids[:, :1], input_pos=torch.arange(1))
+            return torch.cat([model(ids[:, t : t + 1], input_pos=torch.tensor([t])) for t in range(1, 8)], 1).float()
+
+    eager, fast = steps("quantised"), steps("quantised-compiled")
+    assert float((fast - eager).norm() / eager.norm()) < 0.02

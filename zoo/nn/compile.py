@@ -56,6 +56,11 @@ CUDA_MODE = "reduce-overhead"
 # does not know are left out (see _inductor_settings).
 _QUIET = {"autotune_num_choices_displayed": 0, "max_autotune_report_choices_stats": False}
 INDUCTOR = {"cpu": {"freezing": True, **_QUIET}, "cuda": dict(_QUIET)}
+# With freezing, max-autotune's C++ GEMM template computes a weight-only int8 Linear wrongly for some
+# shapes (torch 2.13, CPU: decode steps of a 2-layer, 32-wide int8 model off by 25 to 94% of the logits'
+# norm from the eager kernel, growing with the weights' scale; correct at 96 wide). A model that holds
+# int8 weights autotunes its matrix products among ATen's kernels only, which compute them right.
+INT8_CPU = {"max_autotune_gemm_backends": "ATEN"}
 MAX_COMPILED_STEPS = 4  # per process, over every model: each costs seconds and, frozen, holds a copy of the weights
 MIN_CACHE = 16  # the cache length is rounded up to a power of two from here (see cache_length)
 # rough first-call cost, seconds per million parameters, for the progress message (2-core CPU)
@@ -89,11 +94,19 @@ _compilers: weakref.WeakSet[CompiledDecode] = weakref.WeakSet()  # wrappers that
 _warned = False  # whether the budget's warning has been given in this process
 
 
-def _inductor_settings(device_type: str) -> dict[str, Any]:
-    """:data:`INDUCTOR`'s settings for ``device_type`` that this torch's Inductor has."""
+def _inductor_settings(device_type: str, int8_weights: bool = False) -> dict[str, Any]:
+    """:data:`INDUCTOR`'s settings for ``device_type`` (and :data:`INT8_CPU`'s) that this torch's Inductor has."""
     import torch._inductor.config as inductor
 
-    return {k: v for k, v in INDUCTOR.get(device_type, {}).items() if hasattr(inductor, k)}
+    wanted = {**INDUCTOR.get(device_type, {}), **(INT8_CPU if int8_weights and device_type == "cpu" else {})}
+    return {k: v for k, v in wanted.items() if hasattr(inductor, k)}
+
+
+def _holds_int8(model: Any) -> bool:
+    """Whether ``model`` holds an int8 weight (a weight-only int8 Linear, an int8 embedding)."""
+    import torch
+
+    return any(t.dtype == torch.int8 for t in model.buffers()) or any(p.dtype == torch.int8 for p in model.parameters())
 
 
 def compiled_steps() -> int:
@@ -219,7 +232,8 @@ class CompiledDecode(nn.Module, GPT2):
                                     category=DeprecationWarning)
             warnings.filterwarnings("ignore", message="TypedStorage is deprecated", category=UserWarning)
             step = torch.compile(_own_code(decode_step), mode=mode, dynamic=False)
-            with torch.no_grad(), torch._inductor.config.patch(_inductor_settings(self.device.type)):
+            settings = _inductor_settings(self.device.type, _holds_int8(self.model))
+            with torch.no_grad(), torch._inductor.config.patch(settings):
                 if self.device.type == "cuda":
                     torch.compiler.cudagraph_mark_step_begin()
                 logits = step(self.model, idx, input_pos, keys)
