@@ -98,6 +98,24 @@ def test_a_compiled_nanogpt_state_dict_converts(tmp_path, weights):
     assert config == CONFIG and all(torch.equal(read[n], weights[n]) for n in weights)
 
 
+def test_a_compiled_models_bare_state_dict_loses_its_prefix(tmp_path, capsys, weights):
+    (tmp_path / "config.json").write_text(CONFIG.to_hf().to_json_string())
+    hf = {"_orig_mod." + k: v for k, v in from_canonical(weights, HF)}  # torch.compile(GPT2LMHeadModel)
+    torch.save(hf, tmp_path / "hf.pt")
+    config, read = zoo.open_weights(tmp_path / "hf.pt")
+    assert config == CONFIG and all(torch.equal(read[n], weights[n]) for n in weights)
+    config, read = zoo.open_weights(hf, config=CONFIG)  # in memory too
+    assert all(torch.equal(read[n], weights[n]) for n in weights)
+    # nanoGPT's own layout is named, as for an uncompiled state dict, and no key keeps the prefix
+    torch.save({"_orig_mod." + k: v for k, v in from_canonical(weights, NANOGPT)}, tmp_path / "sd.pt")
+    code, _, err = cli(capsys, tmp_path / "sd.pt", tmp_path / "out.bin", "--to", "llmc")
+    assert code == 1 and "_orig_mod." not in err and err.rstrip().endswith("pass layout='nanogpt'")
+    code, _, err = cli(capsys, tmp_path / "sd.pt", tmp_path / "out.bin", "--to", "llmc", "--layout", "nanogpt")
+    assert (code, err) == (0, "")
+    config, read = zoo.open_weights(tmp_path / "out.bin")
+    assert config == CONFIG and all(torch.equal(read[n], weights[n]) for n in weights)
+
+
 def test_a_bare_nanogpt_state_dict_needs_its_layout_named(tmp_path, capsys, weights):
     torch.save(dict(from_canonical(weights, NANOGPT)), tmp_path / "sd.pt")
     (tmp_path / "config.json").write_text(CONFIG.to_hf().to_json_string())
