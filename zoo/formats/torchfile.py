@@ -28,7 +28,8 @@ from ..weight_map import HF, IGNORED_BUFFERS, NANOGPT, CanonicalWeights, Layout,
 from ._base import Prepared
 from ._state_dict import canonical
 
-__all__ = ["COMPILED_PREFIX", "DESCRIPTION", "EPSILON", "load", "read", "read_state_dict", "recognise", "unwrap", "write"]
+__all__ = ["COMPILED_PREFIX", "DESCRIPTION", "EPSILON", "load", "read", "read_state_dict", "recognise", "unwrap",
+           "write"]
 
 #: what this module reads, as errors name it
 DESCRIPTION = "a torch file (zip or pickle)"
