@@ -101,15 +101,26 @@ def format_of(path: Path) -> Format:
     )
 
 
+#: values :func:`refuse_nonfinite` checks at a time
+_CHECK_BLOCK = 1 << 20
+
+
 def refuse_nonfinite(name: str, tensor: Any, after: str = "") -> None:
     """Raise :class:`WeightsError` if ``tensor`` (torch or NumPy) holds a NaN or an Inf.
 
     Run on each tensor as it is read (:attr:`CanonicalWeights.check`), so it
-    costs one pass over that tensor and no copy of the model.
+    costs one pass over that tensor and no copy of the model. The pass goes
+    by blocks of rows (about :data:`_CHECK_BLOCK` values): ``isfinite`` and the
+    count make temporaries several times their input's size, which for a
+    whole embedding would be hundreds of MiB.
     """
     import torch
 
-    bad = int((~torch.isfinite(torch.as_tensor(tensor))).sum())
+    tensor = torch.as_tensor(tensor)
+    if tensor.dim() == 0:
+        tensor = tensor[None]
+    rows = max(1, _CHECK_BLOCK // max(1, tensor[0].numel()))
+    bad = sum(int((~torch.isfinite(block)).sum()) for block in tensor.split(rows))
     if bad:
         raise WeightsError(
             f"{name} holds {bad} NaN or Inf value(s){after} (a diverged run or a corrupt file?), so the "
