@@ -346,6 +346,17 @@ def test_nonfinite_weights_are_refused_unless_allowed(tmp_path, capsys, weights,
     assert got.isnan() if math.isnan(bad) else got.item() == bad
 
 
+def test_values_that_round_to_inf_are_refused(tmp_path, weights):
+    big = dict(weights)
+    big["h.0.ln_1.weight"] = weights["h.0.ln_1.weight"].clone()
+    big["h.0.ln_1.weight"][0] = 3.4e38  # finite in float32, beyond bfloat16's largest (about 3.39e38)
+    dst = tmp_path / "m.safetensors"
+    with pytest.raises(WeightsError, match=r"h.0.ln_1.weight holds 1 NaN or Inf value\(s\) after rounding"):
+        convert(big, dst, to="safetensors", dtype="bfloat16", config=CONFIG, layout="canonical")
+    convert(big, dst, to="safetensors", config=CONFIG, layout="canonical")  # float32 keeps it
+    assert zoo.open_weights(dst)[1]["h.0.ln_1.weight"][0].item() == pytest.approx(3.4e38)
+
+
 def test_values_beyond_q8_0_are_refused(tmp_path, weights):
     big = dict(weights)
     big["h.0.mlp.c_fc.weight"] = weights["h.0.mlp.c_fc.weight"] * 1e8

@@ -53,11 +53,12 @@ class _Prepared(Prepared):
     def __getitem__(self, name: str) -> Any:
         import torch
 
-        tensor = torch.as_tensor(self._weights[name])
+        source = torch.as_tensor(self._weights[name])
         stored = self.stored_dtype(name)
         # q8_0 stays float32 here: the GGUF writer quantises it
-        tensor = tensor.to(torch.bfloat16 if stored == "bfloat16" else torch.float32)
-        if not self._allow_nonfinite:  # read_weights checked the source; rounding may overflow to Inf
+        tensor = source.to(torch.bfloat16 if stored == "bfloat16" else torch.float32)
+        # read_weights checked the source; rounding (float64 to float32 too) may overflow to Inf
+        if not self._allow_nonfinite and tensor is not source:
             refuse_nonfinite(name, tensor, f" after rounding to {stored}" if stored != "float32" else "")
         return tensor
 
