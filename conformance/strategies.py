@@ -254,12 +254,14 @@ BAD_KINDS = (
     "input_pos going backwards",
     "input_pos past the written slots",
 )
+#: the kinds that need a KV cache, so only a variant declaring kv_cache gets them
 CACHE_KINDS = ("input_pos outside the cache", "decoding past n_positions", "input_pos with a gap",
-               "input_pos going backwards", "input_pos past the written slots")  # only where kv_cache is declared
+               "input_pos going backwards", "input_pos past the written slots")
 #: the integer dtypes token ids must not have (int64 and int32 are the interface's); BadInput.value indexes it
 OTHER_ID_DTYPES = ("uint8", "int8", "int16", "bool")
 #: kinds that need a cache of this many slots, so a config of fewer positions cannot have them
-_SLOTS_NEEDED = {"input_pos with a gap": 3, "input_pos going backwards": 2, "input_pos past the written slots": 2}
+_SLOTS_NEEDED = {"input_pos with a gap": 3, "input_pos going backwards": 2,
+                 "input_pos past the written slots": 2}
 
 
 def bad_kinds(config: zoo.GPT2Config, kv_cache: bool) -> tuple[str, ...]:

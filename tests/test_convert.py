@@ -110,7 +110,8 @@ def test_a_compiled_models_bare_state_dict_loses_its_prefix(tmp_path, capsys, we
     torch.save({"_orig_mod." + k: v for k, v in from_canonical(weights, NANOGPT)}, tmp_path / "sd.pt")
     code, _, err = cli(capsys, tmp_path / "sd.pt", tmp_path / "out.bin", "--to", "llmc")
     assert code == 1 and "_orig_mod." not in err and err.rstrip().endswith("pass layout='nanogpt'")
-    code, _, err = cli(capsys, tmp_path / "sd.pt", tmp_path / "out.bin", "--to", "llmc", "--layout", "nanogpt")
+    code, _, err = cli(capsys, tmp_path / "sd.pt", tmp_path / "out.bin", "--to", "llmc",
+                       "--layout", "nanogpt")
     assert (code, err) == (0, "")
     config, read = zoo.open_weights(tmp_path / "out.bin")
     assert config == CONFIG and all(torch.equal(read[n], weights[n]) for n in weights)

@@ -146,8 +146,8 @@ def refuse_nonfinite(name: str, tensor: Any, after: str = "") -> None:
     if bad:
         raise WeightsError(
             f"{name} holds {bad} NaN or Inf value(s){after} (a diverged run or a corrupt file?), so the "
-            "weights are refused; pass allow_nonfinite=True (--allow-nonfinite to zoo convert or zoo generate) "
-            "to take them anyway"
+            "weights are refused; pass allow_nonfinite=True (--allow-nonfinite to zoo convert or "
+            "zoo generate) to take them anyway"
         )
 
 

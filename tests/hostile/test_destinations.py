@@ -80,9 +80,9 @@ def source(tmp_path: Path) -> Path:
 
 def test_a_held_destination_is_refused_at_once_naming_the_writer(tmp_path, source):
     dst = tmp_path / "m.gguf"
-    with locked(dst):
-        with pytest.raises(WeightsError, match=rf"another conversion \(pid {os.getpid()} on .*\) is writing"):
-            convert(source, dst, to="gguf")
+    refused = pytest.raises(WeightsError, match=rf"another conversion \(pid {os.getpid()} on .*\) is writing")
+    with locked(dst), refused:
+        convert(source, dst, to="gguf")
     assert not dst.exists()
     convert(source, dst, to="gguf")  # released
     assert sorted(os.listdir(tmp_path)) == ["m.gguf", "src"]  # no lock file left

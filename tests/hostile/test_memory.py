@@ -1,4 +1,4 @@
-"""Converting stays within a bounded address space: the source mapped once, the output written tensor by tensor.
+"""Converting stays within a bounded address space: the source mapped once, the output streamed.
 
 A child process converts a small model to every format and back under
 ``RLIMIT_AS`` (what ``ulimit -v`` sets): the budget is what importing torch
@@ -57,7 +57,8 @@ def test_every_format_converts_within_a_bounded_address_space(tmp_path):
         resource.setrlimit(resource.RLIMIT_AS, (budget, budget))
 
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(source), str(out), str(tmp_path / "config.json"), json.dumps(READERS)],
+        [sys.executable, "-c", CHILD, str(source), str(out), str(tmp_path / "config.json"),
+         json.dumps(READERS)],
         capture_output=True, text=True, env=env, preexec_fn=limit, timeout=300, check=False,
     )
     assert done.returncode == 0, f"budget {budget >> 20} MiB: {done.stderr[-2000:]}"

@@ -149,7 +149,8 @@ def write(weights: Prepared, config: GPT2Config, path: Path, dtype: str) -> None
     for key, shape in shapes.items():
         stored = weights.stored_dtype(canonical_of[key])
         size = math.prod(shape) * (2 if stored == "bfloat16" else 4)
-        header[key] = {"dtype": _STORED[stored], "shape": list(shape), "data_offsets": [offset, offset + size]}
+        header[key] = {"dtype": _STORED[stored], "shape": list(shape),
+                       "data_offsets": [offset, offset + size]}
         offset += size
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as the safetensors package writes it
@@ -160,6 +161,6 @@ def write(weights: Prepared, config: GPT2Config, path: Path, dtype: str) -> None
                 continue
             tensor = tensor.contiguous()
             if tensor.nbytes != header[key]["data_offsets"][1] - header[key]["data_offsets"][0]:
-                raise AssertionError(f"{key} is {tensor.dtype} {list(tensor.shape)}, not what the header says")
+                raise AssertionError(f"{key} is {tensor.dtype} {list(tensor.shape)}, not as in the header")
             array = (tensor.view(torch.int16) if tensor.dtype == torch.bfloat16 else tensor).numpy()
             f.write(np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"), copy=False)).data)

@@ -28,8 +28,9 @@ from ..weight_map import HF, IGNORED_BUFFERS, NANOGPT, CanonicalWeights, Layout,
 from ._base import Prepared
 from ._state_dict import canonical
 
-__all__ = ["COMPILED_PREFIX", "DESCRIPTION", "EPSILON", "load", "read", "read_state_dict", "recognise", "unwrap",
-           "write"]
+__all__ = [
+    "COMPILED_PREFIX", "DESCRIPTION", "EPSILON", "load", "read", "read_state_dict", "recognise", "unwrap", "write",
+]
 
 #: what this module reads, as errors name it
 DESCRIPTION = "a torch file (zip or pickle)"
@@ -189,7 +190,7 @@ class _Unprefixed(Mapping[str, Any]):
 
 def _uncompiled(state: Mapping[Any, Any], where: str) -> Mapping[Any, Any]:
     """``state`` without ``_orig_mod.`` if every key has it: the state dict of a ``torch.compile``d model."""
-    keys = list(state.keys())  # noqa: SIM118  # a lazy mapping may offer keys() alone
+    keys = list(state.keys())  # a lazy mapping may offer keys() alone
     if not keys or not all(isinstance(key, str) and key.startswith(COMPILED_PREFIX) for key in keys):
         return state
     log.info("%s was saved from a torch.compile'd model: dropped %r from its keys", where, COMPILED_PREFIX)
