@@ -13,11 +13,10 @@ import zoo
 
 from .models import WeightInit
 from .strategies import (
-    BAD_KINDS,
-    CACHE_KINDS,
     GPT2_124M,
     LONG_POSITIONS,
     MAX_SCALE,
+    OTHER_ID_DTYPES,
     PINNED_INIT,
     BadInput,
     Batch,
@@ -28,6 +27,7 @@ from .strategies import (
     IncrementalCase,
     PaddedCase,
     SamplingCase,
+    bad_kinds,
 )
 
 
@@ -152,7 +152,10 @@ def bad_input_examples(kv_cache: bool, declared: tuple[zoo.GPT2Config, ...] = ()
     config = declared[0] if declared else zoo.GPT2Config(vocab_size=50, n_positions=8, n_embd=8, n_layer=1,
                                                          n_head=2)
     values = {"negative id": -1, "id >= vocab_size": config.vocab_size, "decoding past n_positions": config.n_positions,
-              "longer than n_positions": config.n_positions + 1, "mask of the wrong shape": 1}
-    kinds = BAD_KINDS if kv_cache else tuple(k for k in BAD_KINDS if k not in CACHE_KINDS)
-    return [BadInput(config, kind, values.get(kind, 0)) for kind in kinds]
+              "longer than n_positions": config.n_positions + 1, "mask of the wrong shape": 1,
+              "input_pos with a gap": 1, "input_pos past the written slots": 1}
+    cases = [BadInput(config, kind, values.get(kind, 0)) for kind in bad_kinds(config, kv_cache)]
+    # every other integer dtype of token ids, not only the first
+    cases += [BadInput(config, "ids of another integer dtype", i) for i in range(1, len(OTHER_ID_DTYPES))]
+    return cases
 

@@ -243,13 +243,31 @@ BAD_KINDS = (
     "empty sequence",
     "empty batch",
     "float ids",
+    "ids of another integer dtype",
     "1-D ids",
     "3-D ids",
     "mask of the wrong shape",
+    "complex mask",
     "input_pos outside the cache",
     "decoding past n_positions",
+    "input_pos with a gap",
+    "input_pos going backwards",
+    "input_pos past the written slots",
 )
-CACHE_KINDS = ("input_pos outside the cache", "decoding past n_positions")  # only where kv_cache is declared
+#: the kinds that need a KV cache, so only a variant declaring kv_cache gets them
+CACHE_KINDS = ("input_pos outside the cache", "decoding past n_positions", "input_pos with a gap",
+               "input_pos going backwards", "input_pos past the written slots")
+#: the integer dtypes token ids must not have (int64 and int32 are the interface's); BadInput.value indexes it
+OTHER_ID_DTYPES = ("uint8", "int8", "int16", "bool")
+#: kinds that need a cache of this many slots, so a config of fewer positions cannot have them
+_SLOTS_NEEDED = {"input_pos with a gap": 3, "input_pos going backwards": 2,
+                 "input_pos past the written slots": 2}
+
+
+def bad_kinds(config: zoo.GPT2Config, kv_cache: bool) -> tuple[str, ...]:
+    """The kinds of bad input that apply to a variant (``kv_cache``: it declares a cache) at ``config``."""
+    return tuple(k for k in BAD_KINDS if (kv_cache or k not in CACHE_KINDS)
+                 and config.n_positions >= _SLOTS_NEEDED.get(k, 1))
 
 
 @st.composite
@@ -359,8 +377,7 @@ def training_cases(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config]) 
 def bad_inputs(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config],
                kv_cache: bool = True) -> BadInput:
     config = draw(configs)
-    kinds = BAD_KINDS if kv_cache else tuple(k for k in BAD_KINDS if k not in CACHE_KINDS)
-    kind = draw(st.sampled_from(kinds))
+    kind = draw(st.sampled_from(bad_kinds(config, kv_cache)))
     value = 0
     if kind == "negative id":
         value = draw(st.integers(-(2**31), -1))
@@ -372,4 +389,10 @@ def bad_inputs(draw: st.DrawFn, configs: st.SearchStrategy[zoo.GPT2Config],
         value = config.n_positions
     elif kind == "mask of the wrong shape":
         value = draw(st.integers(-1, 1).filter(lambda d: d != 0))  # mask longer or shorter by one
+    elif kind == "ids of another integer dtype":
+        value = draw(st.integers(0, len(OTHER_ID_DTYPES) - 1))
+    elif kind == "input_pos with a gap":  # two tokens at [0, 1 + value]
+        value = draw(st.integers(1, config.n_positions - 2))
+    elif kind == "input_pos past the written slots":  # one token at [value] right after setup_caches
+        value = draw(st.integers(1, config.n_positions - 1))
     return BadInput(config, kind, value)

@@ -42,12 +42,12 @@ def fresh_registry(monkeypatch):
     registry._reset()
 
 
-def expected_text(weights, max_new_tokens, *, config=None, seed=0, **kwargs):
+def expected_text(weights, max_new_tokens, *, config=None, seed=0, allow_nonfinite=False, **kwargs):
     """What ``zoo generate`` must print: the prompt, then the decoded continuation up to <|endoftext|>.
 
     The command uses ``--seed`` both for random weights and for sampling.
     """
-    model = zoo.load("pure", weights, config=config, seed=seed)
+    model = zoo.load("pure", weights, config=config, seed=seed, allow_nonfinite=allow_nonfinite)
     enc = zoo.get_tokenizer()
     new = zoo.generate(model, enc.encode(PROMPT), max_new_tokens, seed=seed, **kwargs)[0]
     if model.config.eos_token_id in new:
@@ -212,6 +212,21 @@ def test_generate_user_mistakes_are_one_line(capsys, folder, extra, code, expect
     argv = ["generate", "pure", "--weights", str(folder), "--prompt", PROMPT, "--max-new-tokens", "2", *extra]
     assert expected in run_error(capsys, argv, code)
     assert capsys.readouterr().out == ""
+
+
+def test_generate_refuses_nonfinite_weights_unless_allowed(capsys, tmp_path):
+    weights = dict(zoo.random_weights(CONFIG, seed=1))
+    weights["wpe.weight"] = weights["wpe.weight"].clone()
+    weights["wpe.weight"][-1, 0] = float("nan")  # the last position, which a short generation never reaches
+    nan = zoo.convert(weights, tmp_path / "nan", to="hf", layout="canonical", config=CONFIG,
+                      allow_nonfinite=True)
+    argv = ["generate", "pure", "--weights", str(nan), "--prompt", PROMPT, "--max-new-tokens", "3"]
+    line = run_error(capsys, argv)
+    assert "wpe.weight holds 1 NaN or Inf value" in line and "--allow-nonfinite" in line
+    assert main([*argv, "--allow-nonfinite"]) == 0
+    assert capsys.readouterr().out == expected_text(str(nan), 3, allow_nonfinite=True)
+    assert main(["generate", "--help"]) == 0
+    assert "--allow-nonfinite" in capsys.readouterr().out
 
 
 def test_generate_unknown_variant(capsys, folder):

@@ -34,6 +34,17 @@ def test_decoding_past_the_context_is_a_bad_input_only_with_a_cache() -> None:
     assert not set(s.CACHE_KINDS) & {b.kind for b in pinned.bad_input_examples(False)}
 
 
+def test_every_bad_input_kind_is_pinned_and_fits_its_config() -> None:
+    cases = pinned.bad_input_examples(True)
+    assert {b.kind for b in cases} == set(s.BAD_KINDS)
+    assert sorted(b.value for b in cases if b.kind == "ids of another integer dtype") == [0, 1, 2, 3]
+    one = zoo.GPT2Config(vocab_size=50, n_positions=1, n_embd=8, n_layer=1, n_head=2)
+    assert not {"input_pos with a gap", "input_pos going backwards"} & set(s.bad_kinds(one, kv_cache=True))
+    two = zoo.GPT2Config(vocab_size=50, n_positions=2, n_embd=8, n_layer=1, n_head=2)
+    assert "input_pos with a gap" not in s.bad_kinds(two, kv_cache=True)  # [0, 2] needs three slots
+    assert "input_pos going backwards" in s.bad_kinds(two, kv_cache=True)
+
+
 def test_the_reference_distribution_is_the_shared_sampler() -> None:
     logits = torch.randn(3, 200, generator=torch.Generator().manual_seed(1)) * 4
     for temperature, top_k, top_p in ((1.0, None, None), (0.7, 5, None), (1.5, None, 0.9), (0.3, 40, 0.5)):

@@ -98,6 +98,25 @@ def test_a_compiled_nanogpt_state_dict_converts(tmp_path, weights):
     assert config == CONFIG and all(torch.equal(read[n], weights[n]) for n in weights)
 
 
+def test_a_compiled_models_bare_state_dict_loses_its_prefix(tmp_path, capsys, weights):
+    (tmp_path / "config.json").write_text(CONFIG.to_hf().to_json_string())
+    hf = {"_orig_mod." + k: v for k, v in from_canonical(weights, HF)}  # torch.compile(GPT2LMHeadModel)
+    torch.save(hf, tmp_path / "hf.pt")
+    config, read = zoo.open_weights(tmp_path / "hf.pt")
+    assert config == CONFIG and all(torch.equal(read[n], weights[n]) for n in weights)
+    config, read = zoo.open_weights(hf, config=CONFIG)  # in memory too
+    assert all(torch.equal(read[n], weights[n]) for n in weights)
+    # nanoGPT's own layout is named, as for an uncompiled state dict, and no key keeps the prefix
+    torch.save({"_orig_mod." + k: v for k, v in from_canonical(weights, NANOGPT)}, tmp_path / "sd.pt")
+    code, _, err = cli(capsys, tmp_path / "sd.pt", tmp_path / "out.bin", "--to", "llmc")
+    assert code == 1 and "_orig_mod." not in err and err.rstrip().endswith("pass layout='nanogpt'")
+    code, _, err = cli(capsys, tmp_path / "sd.pt", tmp_path / "out.bin", "--to", "llmc",
+                       "--layout", "nanogpt")
+    assert (code, err) == (0, "")
+    config, read = zoo.open_weights(tmp_path / "out.bin")
+    assert config == CONFIG and all(torch.equal(read[n], weights[n]) for n in weights)
+
+
 def test_a_bare_nanogpt_state_dict_needs_its_layout_named(tmp_path, capsys, weights):
     torch.save(dict(from_canonical(weights, NANOGPT)), tmp_path / "sd.pt")
     (tmp_path / "config.json").write_text(CONFIG.to_hf().to_json_string())
@@ -326,6 +345,17 @@ def test_nonfinite_weights_are_refused_unless_allowed(tmp_path, capsys, weights,
     _, read = zoo.open_weights(out / name, allow_nonfinite=True)
     got = read["h.1.ln_2.bias"][3]
     assert got.isnan() if math.isnan(bad) else got.item() == bad
+
+
+def test_values_that_round_to_inf_are_refused(tmp_path, weights):
+    big = dict(weights)
+    big["h.0.ln_1.weight"] = weights["h.0.ln_1.weight"].clone()
+    big["h.0.ln_1.weight"][0] = 3.4e38  # finite in float32, beyond bfloat16's largest (about 3.39e38)
+    dst = tmp_path / "m.safetensors"
+    with pytest.raises(WeightsError, match=r"h.0.ln_1.weight holds 1 NaN or Inf value\(s\) after rounding"):
+        convert(big, dst, to="safetensors", dtype="bfloat16", config=CONFIG, layout="canonical")
+    convert(big, dst, to="safetensors", config=CONFIG, layout="canonical")  # float32 keeps it
+    assert zoo.open_weights(dst)[1]["h.0.ln_1.weight"][0].item() == pytest.approx(3.4e38)
 
 
 def test_values_beyond_q8_0_are_refused(tmp_path, weights):

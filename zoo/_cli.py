@@ -131,7 +131,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     weights = None if args.weights == "random" else args.weights
     enc = get_tokenizer()  # before the model: a broken tokenizer should fail fast
     try:
-        model = load(args.name, weights, config=config, device=device, dtype=args.dtype, seed=args.seed)
+        model = load(args.name, weights, config=config, device=device, dtype=args.dtype, seed=args.seed,
+                     allow_nonfinite=args.allow_nonfinite)
     except WeightsMismatchError as exc:
         raise WeightsMismatchError(_mismatch_line(exc, args.config)) from exc
     logging.getLogger("zoo.compile").setLevel(logging.INFO)  # a compiling variant says why the first token waits
@@ -303,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_SEED, default=0, help="for sampling and random weights")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default=None, help="float32, float64, bfloat16 (default: the variant's first)")
+    p.add_argument("--allow-nonfinite", action="store_true",
+                   help="load weights holding NaN or Inf instead of refusing them (the text will be garbage)")
     p.set_defaults(func=cmd_generate)
 
     from .formats import DTYPES, FORMATS

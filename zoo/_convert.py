@@ -6,7 +6,10 @@ conversion keeps:
 
 - nothing is written unless the whole conversion succeeds: the output goes to
   a temporary name in the destination folder and is renamed at the end;
-- an existing destination is replaced only with ``force=True``;
+- one conversion at a time writes a destination: a second fails at once, and
+  the first cleans what killed ones left there (:mod:`zoo._destination`);
+- an existing destination is replaced only with ``force=True``, a folder
+  without a moment where none is there to a reader, nor lost to a crash;
 - NaN or Inf in the weights is refused unless ``allow_nonfinite=True``;
 - tensors are cast to the precision the format declares for them, and to
   nothing else;
@@ -20,12 +23,12 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from ._config import GPT2Config
+from ._destination import locked, replace_folder, temporary_folder
 from ._errors import WeightsError, ZooError
 from ._weights import read_weights, refuse_nonfinite
 from .formats import DTYPE_ALIASES, FORMATS, Format, Prepared
@@ -50,11 +53,12 @@ class _Prepared(Prepared):
     def __getitem__(self, name: str) -> Any:
         import torch
 
-        tensor = torch.as_tensor(self._weights[name])
+        source = torch.as_tensor(self._weights[name])
         stored = self.stored_dtype(name)
         # q8_0 stays float32 here: the GGUF writer quantises it
-        tensor = tensor.to(torch.bfloat16 if stored == "bfloat16" else torch.float32)
-        if not self._allow_nonfinite:  # read_weights checked the source; rounding may overflow to Inf
+        tensor = source.to(torch.bfloat16 if stored == "bfloat16" else torch.float32)
+        # read_weights checked the source; rounding (float64 to float32 too) may overflow to Inf
+        if not self._allow_nonfinite and tensor is not source:
             refuse_nonfinite(name, tensor, f" after rounding to {stored}" if stored != "float32" else "")
         return tensor
 
@@ -88,7 +92,7 @@ def _dtype(dtype: str | None, fmt: Format) -> str:
     return name
 
 
-def _check_destination(dst: Path, fmt: Format, src: Any, force: bool) -> None:
+def _check_name(dst: Path, fmt: Format) -> None:
     if fmt.suffixes and dst.suffix not in fmt.suffixes:
         raise WeightsError(
             f"--to {fmt.name} writes a {' / '.join(fmt.suffixes)} file, so that the zoo can tell its type "
@@ -96,6 +100,9 @@ def _check_destination(dst: Path, fmt: Format, src: Any, force: bool) -> None:
         )
     if not dst.parent.is_dir():
         raise WeightsError(f"the destination's folder {str(dst.parent)!r} does not exist; create it first")
+
+
+def _check_destination(dst: Path, fmt: Format, src: Any, force: bool) -> None:
     if not (dst.exists() or dst.is_symlink()):
         return
     if isinstance(src, (str, os.PathLike)) and Path(src).exists() and os.path.samefile(src, dst):
@@ -172,28 +179,38 @@ def convert(
     fmt = _format(to)
     dtype = _dtype(dtype, fmt)
     dst = Path(dst).expanduser()
-    _check_destination(dst, fmt, src, force)
-    found, weights = read_weights(src, config=config, layout=layout, dequantize=True, allow_nonfinite=allow_nonfinite)
-    _check_epsilon(found, fmt)
-    prepared = _Prepared(weights, fmt, dtype, allow_nonfinite)
-    _check_space(dst, _output_bytes(prepared))
-    work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent))
+    _check_name(dst, fmt)
+    with locked(dst):
+        _check_destination(dst, fmt, src, force)
+        found, weights = read_weights(
+            src, config=config, layout=layout, dequantize=True, allow_nonfinite=allow_nonfinite
+        )
+        _check_epsilon(found, fmt)
+        prepared = _Prepared(weights, fmt, dtype, allow_nonfinite)
+        _check_space(dst, _output_bytes(prepared))
+        _write_and_rename(fmt, prepared, found, dst, dtype)
+    log.info("wrote %s (%s, %s) for %s", dst, fmt.name, dtype, found)
+    return dst
+
+
+def _write_and_rename(fmt: Format, prepared: _Prepared, found: GPT2Config, dst: Path, dtype: str) -> None:
+    """Write into a temporary folder beside ``dst``, then rename the result to ``dst``."""
+    work = temporary_folder(dst)
     try:
         out = work / dst.name
         _write(fmt, prepared, found, out, dtype, dst)
-        if fmt.folder and dst.is_dir():  # a folder cannot be replaced in one rename: move the old one aside
-            old = work / "replaced"
-            dst.rename(old)
-            try:
-                out.rename(dst)
-            except OSError:
-                old.rename(dst)
-                raise
-        else:
-            os.replace(out, dst)
+        try:
+            if fmt.folder and dst.is_dir():  # a folder cannot be replaced by a plain rename
+                replace_folder(out, dst)
+            else:
+                os.replace(out, dst)
+        except OSError as exc:
+            kept = "the old one is kept" if dst.exists() else "nothing was written"
+            raise WeightsError(
+                f"moving the converted weights to {str(dst)!r} failed ({exc.strerror or exc}), so {kept}; "
+                "check the folder's permissions, or write elsewhere"
+            ) from exc
     finally:
         shutil.rmtree(work, ignore_errors=True)  # checked below: a leftover is reported, not raised
         if work.exists():
             log.warning("could not remove the temporary folder %s; delete it by hand", work)
-    log.info("wrote %s (%s, %s) for %s", dst, fmt.name, dtype, found)
-    return dst

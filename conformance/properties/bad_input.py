@@ -1,4 +1,5 @@
-"""``bad-input``: bad ids, lengths, ranks and masks raise ``zoo.InvalidInputError`` naming the problem.
+"""``bad-input``: bad ids (values, dtypes, ranks), lengths, masks and cache positions raise
+``zoo.InvalidInputError`` naming the problem.
 
 The model must also be unharmed: a valid input gives the same logits after
 the rejected call as before it.
@@ -27,11 +28,16 @@ _KEYWORDS: dict[str, tuple[str, ...]] = {
     "empty sequence": ("empty", "at least one", "no token"),
     "empty batch": ("empty", "at least one", "batch"),
     "float ids": ("dtype", "float", "integer"),
+    "ids of another integer dtype": ("dtype", "int64", "integer"),
+    "complex mask": ("attention_mask", "complex", "real"),
     "1-D ids": ("2-d", "2d", "dim", "rank", "shape"),
     "3-D ids": ("2-d", "2d", "dim", "rank", "shape"),
     "mask of the wrong shape": ("attention_mask",),
     "input_pos outside the cache": ("input_pos", "cache"),
     "decoding past n_positions": ("input_pos", "cache", "n_positions"),
+    "input_pos with a gap": ("input_pos", "consecutive"),
+    "input_pos going backwards": ("input_pos", "consecutive"),
+    "input_pos past the written slots": ("input_pos", "written", "slot"),
 }
 
 
@@ -53,12 +59,18 @@ def _bad_call(model: zoo.GPT2, case: s.BadInput, valid: torch.Tensor) -> tuple[C
         return (lambda: model(valid[:0])), _KEYWORDS[kind]
     if kind == "float ids":
         return (lambda: model(valid.float())), _KEYWORDS[kind]
+    if kind == "ids of another integer dtype":
+        other = getattr(torch, s.OTHER_ID_DTYPES[value])
+        return (lambda: model(valid.to(other))), _KEYWORDS[kind]
     if kind == "1-D ids":
         return (lambda: model(valid[0])), _KEYWORDS[kind]
     if kind == "3-D ids":
         return (lambda: model(valid[None])), _KEYWORDS[kind]
     if kind == "mask of the wrong shape":
         mask = torch.ones((1, valid.size(1) + value), dtype=torch.long, device=valid.device)
+        return (lambda: model(valid, attention_mask=mask)), _KEYWORDS[kind]
+    if kind == "complex mask":
+        mask = torch.ones(valid.shape, dtype=torch.complex64, device=valid.device)
         return (lambda: model(valid, attention_mask=mask)), _KEYWORDS[kind]
     if kind == "input_pos outside the cache":
         size = valid.size(1)
@@ -75,6 +87,17 @@ def _bad_call(model: zoo.GPT2, case: s.BadInput, valid: torch.Tensor) -> tuple[C
             return model(valid[:, :1], input_pos=torch.tensor([value], device=valid.device))
 
         return past, _KEYWORDS[kind]
+    if kind in ("input_pos with a gap", "input_pos going backwards", "input_pos past the written slots"):
+        positions = {"input_pos with a gap": [0, 1 + value], "input_pos going backwards": [1, 0],
+                     "input_pos past the written slots": [value]}[kind]
+        pos = torch.tensor(positions, device=valid.device)
+        tokens = torch.zeros((1, len(positions)), dtype=torch.long, device=valid.device)
+
+        def misplaced() -> Any:  # right after setup_caches: no slot written yet
+            model.setup_caches(1, config.n_positions)
+            return model(tokens, input_pos=pos)
+
+        return misplaced, _KEYWORDS[kind]
     raise ValueError(f"unknown bad-input kind {kind!r}")
 
 

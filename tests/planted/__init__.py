@@ -184,6 +184,14 @@ class QuantisedActivations(Planted):
         return model
 
 
+class UnwrittenSlotsAccepted(Planted):
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                input_pos: torch.Tensor | None = None) -> torch.Tensor:
+        if self.max_seq_length is not None:  # "robust": any slot of the cache counts as written
+            self.cache_cursor = self.max_seq_length
+        return super().forward(input_ids, attention_mask, input_pos)
+
+
 @dataclass(frozen=True)
 class PlantedBug:
     name: str  # registered as planted-NAME
@@ -218,6 +226,8 @@ CATALOGUE: tuple[PlantedBug, ...] = (
     PlantedBug("stale-kv-cache", StaleCache, "incremental", "setup_caches() does not rewind the cache"),
     PlantedBug("nondeterministic", Noisy, "determinism", "logits carry random noise"),
     PlantedBug("clamps-ids", ClampsIds, "bad-input", "out-of-range ids silently clamped"),
+    PlantedBug("unwritten-slots-accepted", UnwrittenSlotsAccepted, "bad-input",
+               "input_pos may start past the slots written since setup_caches()"),
     PlantedBug("positions-clamped-at-63", ClampedPositions, "logits", "position ids clamped to 63",
                also=("padding",)),
     PlantedBug("kv-cache-wraps-at-256", WrappingCache, "incremental", "the KV cache writes position p at slot p % 256"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .._config import GPT2Config
 from .._errors import ConfigError, WeightsError, WeightsSourceError
 from ..weight_map import TIED, CanonicalWeights, Layout, from_canonical, to_canonical
-from ._base import Prepared, refuse_layout
+from ._base import Prepared, refuse_layout, stored_shapes
 
 if TYPE_CHECKING:
     import gguf
@@ -34,6 +35,7 @@ MAGIC = b"GGUF"
 DESCRIPTION = f"a GGUF file (magic {MAGIC!r})"
 ARCH = "gpt2"
 _FILE_TYPES = {"float32": 0, "bfloat16": 32, "q8_0": 7}  # gguf.LlamaFileType ALL_F32, MOSTLY_BF16, MOSTLY_Q8_0
+_KINDS = {"float32": "F32", "bfloat16": "BF16", "q8_0": "Q8_0"}  # as gguf.GGMLQuantizationType names them
 _UNQUANTISED = ("F32", "F16", "BF16")
 _DEQUANTISED = ("Q8_0",)  # what zoo convert reads besides
 _GPT2_VOCAB = 50257
@@ -120,24 +122,29 @@ def write(weights: Prepared, config: GPT2Config, path: Path, dtype: str) -> None
     writer.add_eos_token_id(config.eos_token_id)
     writer.add_add_bos_token(False)  # GPT-2 prepends nothing
 
+    # streamed: every tensor's info first, from the shapes alone, then each tensor's bytes as it is read
     canonical_of = {LAYOUT.key(name): name for name in weights}
-    for key, tensor in from_canonical(weights, LAYOUT):
-        tensor = torch.as_tensor(tensor).contiguous()
-        stored = weights.stored_dtype(canonical_of[key])
-        if stored == "bfloat16":  # the bits torch rounded to, as bytes; gguf takes the shape from raw_dtype
-            raw = tensor.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint8)
-            writer.add_tensor(key, raw, raw_dtype=gguf.GGMLQuantizationType.BF16)
-        elif stored == "q8_0":
-            array = tensor.to(torch.float32).numpy()
-            _check_q8_0_range(key, array)
-            quantised = gguf.quants.quantize(array, gguf.GGMLQuantizationType.Q8_0)
-            writer.add_tensor(key, quantised, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-        else:
-            writer.add_tensor(key, np.ascontiguousarray(tensor.to(torch.float32).numpy()))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    for key, shape in stored_shapes(config, LAYOUT).items():
+        kind = gguf.GGMLQuantizationType[_KINDS[weights.stored_dtype(canonical_of[key])]]
+        block, type_size = gguf.GGML_QUANT_SIZES[kind]
+        writer.add_tensor_info(key, shape, np.dtype(np.float32), math.prod(shape) // block * type_size, kind)
+    try:
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        for key, tensor in from_canonical(weights, LAYOUT):
+            tensor = torch.as_tensor(tensor).contiguous()
+            stored = weights.stored_dtype(canonical_of[key])
+            if stored == "bfloat16":  # the bits torch rounded to, as bytes
+                writer.write_tensor_data(tensor.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint8))
+            elif stored == "q8_0":
+                array = tensor.to(torch.float32).numpy()
+                _check_q8_0_range(key, array)
+                writer.write_tensor_data(gguf.quants.quantize(array, gguf.GGMLQuantizationType.Q8_0))
+            else:
+                writer.write_tensor_data(np.ascontiguousarray(tensor.to(torch.float32).numpy()))
+    finally:
+        writer.close()
 
 
 def _check_q8_0_range(key: str, array: Any) -> None:

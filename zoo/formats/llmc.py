@@ -16,16 +16,8 @@ from typing import Any
 
 from .._config import GPT2Config
 from .._errors import ConfigError, WeightsSourceError
-from ..weight_map import (
-    SPEC,
-    CanonicalWeights,
-    Layout,
-    canonical_shapes,
-    from_canonical,
-    template_of,
-    to_canonical,
-)
-from ._base import Prepared, refuse_layout
+from ..weight_map import CanonicalWeights, Layout, from_canonical, to_canonical
+from ._base import Prepared, refuse_layout, stored_shapes
 
 __all__ = ["DESCRIPTION", "EPSILON", "LAYOUT", "MAGIC", "read", "recognise", "write"]
 
@@ -68,13 +60,6 @@ LAYOUT = Layout("llmc", writes_tied=False, vocab_multiple=128, kind_major=True, 
     ("ln_f.bias",                "lnfb"),
 ))
 # fmt: on
-
-
-def _stored_shapes(config: GPT2Config) -> dict[str, tuple[int, ...]]:
-    """Each stored key of an llm.c file with its shape, in file order."""
-    by_template = {tensor.name: tensor for tensor in SPEC}
-    names = LAYOUT.order(list(canonical_shapes(config)))
-    return {LAYOUT.key(name): LAYOUT.stored_shape(by_template[template_of(name)[0]], config) for name in names}
 
 
 def _read_header(path: Path) -> tuple[GPT2Config, str, int]:
@@ -141,7 +126,7 @@ class LlmcSource(Mapping[str, Any]):
         self._dtype = dtype
         self._where: dict[str, tuple[int, tuple[int, ...]]] = {}
         offset = HEADER_BYTES
-        for key, shape in _stored_shapes(config).items():
+        for key, shape in stored_shapes(config, LAYOUT).items():
             self._where[key] = (offset, shape)
             offset += math.prod(shape) * _ITEM_BYTES[dtype]
 
@@ -196,4 +181,4 @@ def write(weights: Prepared, config: GPT2Config, path: Path, dtype: str) -> None
             if target is torch.bfloat16:
                 tensor = tensor.view(torch.int16)  # NumPy has no bfloat16: write its bits
             array = tensor.numpy()
-            f.write(array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
+            f.write(np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"), copy=False)).data)

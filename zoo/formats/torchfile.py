@@ -7,11 +7,14 @@ allows. A training checkpoint is unwrapped to its state dict and config:
 nanoGPT's ``train.py`` saves ``{'model': sd, 'model_args': {...}, ...}``;
 build-nanogpt's ``train_gpt2.py`` saves ``{'model': sd, 'config': GPTConfig(...), ...}``,
 whose pickled ``GPTConfig`` is read as a plain record of its fields, never
-imported. In-memory state dicts and checkpoints are read by the same rules.
+imported. A state dict saved from a ``torch.compile``d model has every key
+prefixed ``_orig_mod.``; the prefix is dropped, whatever the layout.
+In-memory state dicts and checkpoints are read by the same rules.
 """
 
 from __future__ import annotations
 
+import logging
 import numbers
 import pickle
 import re
@@ -25,10 +28,16 @@ from ..weight_map import HF, IGNORED_BUFFERS, NANOGPT, CanonicalWeights, Layout,
 from ._base import Prepared
 from ._state_dict import canonical
 
-__all__ = ["DESCRIPTION", "EPSILON", "load", "read", "read_state_dict", "recognise", "unwrap", "write"]
+__all__ = [
+    "COMPILED_PREFIX", "DESCRIPTION", "EPSILON", "load", "read", "read_state_dict", "recognise", "unwrap", "write",
+]
 
 #: what this module reads, as errors name it
 DESCRIPTION = "a torch file (zip or pickle)"
+#: what ``torch.compile``'s wrapper puts before every key of the module it wraps
+COMPILED_PREFIX = "_orig_mod."
+
+log = logging.getLogger("zoo")
 #: nanoGPT's LayerNorm hard-codes it, and its checkpoints have no field for another
 EPSILON = 1e-5
 
@@ -155,8 +164,39 @@ def unwrap(
                 f"{where} looks like a training checkpoint but has no 'model_args'; "
                 "pass config=zoo.GPT2Config(...) with its state dict instead"
             )
-        return _tensors(data["model"], where), _nanogpt_config(args, where), layout or NANOGPT
-    return _tensors(data, where), None, layout
+        state = _tensors(_uncompiled(data["model"], where), where)
+        return state, _nanogpt_config(args, where), layout or NANOGPT
+    return _tensors(_uncompiled(data, where), where), None, layout
+
+
+class _Unprefixed(Mapping[str, Any]):
+    """A lazy state dict seen without the prefix every one of its keys has."""
+
+    def __init__(self, state: Mapping[str, Any], prefix: str) -> None:
+        self._state, self._prefix = state, prefix
+        shape_of = getattr(state, "shape_of", None)
+        if shape_of is not None:
+            self.shape_of = lambda key: shape_of(prefix + key)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._state[self._prefix + key]
+
+    def __iter__(self) -> Iterator[str]:
+        return (key.removeprefix(self._prefix) for key in self._state)
+
+    def __len__(self) -> int:
+        return len(self._state)
+
+
+def _uncompiled(state: Mapping[Any, Any], where: str) -> Mapping[Any, Any]:
+    """``state`` without ``_orig_mod.`` if every key has it: the state dict of a ``torch.compile``d model."""
+    keys = list(state.keys())  # a lazy mapping may offer keys() alone
+    if not keys or not all(isinstance(key, str) and key.startswith(COMPILED_PREFIX) for key in keys):
+        return state
+    log.info("%s was saved from a torch.compile'd model: dropped %r from its keys", where, COMPILED_PREFIX)
+    if isinstance(state, dict):
+        return {key.removeprefix(COMPILED_PREFIX): value for key, value in state.items()}
+    return _Unprefixed(state, COMPILED_PREFIX)
 
 
 def _problem(key: Any, value: Any) -> str | None:
