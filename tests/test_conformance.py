@@ -372,7 +372,8 @@ def test_approximate_variants_are_held_to_their_declared_bounds(model: type[GPT]
     zoo.register(zoo.Variant(
         name, build=functools.partial(zoo.nn.build, cls=model), summary="rounded weights",
         capabilities=zoo.Capabilities(exact=False, lossless_weights=False),
-        tolerances=zoo.Tolerances(max_kl=1e-3, min_top1=0.9, max_rel_logit_error=0.05, fidelity={
+        # 8 bits of mantissa reach KL 0.0018 on weights at 30x GPT-2's scale; 1 bit is far past these bounds
+        tolerances=zoo.Tolerances(max_kl=5e-3, min_top1=0.9, max_rel_logit_error=0.05, fidelity={
             preset: zoo.Fidelity(max_kl=1e-3, max_ppl_ratio=1.01, min_top1=0.9) for preset in ("learned", "outliers")})))
     try:
         results = {r.prop: r for r in runner.check_variant(name, profile="quick")}
