@@ -14,7 +14,9 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
@@ -367,17 +369,104 @@ def _failing(error: ZooError) -> Callable[[argparse.Namespace], int]:
     return func
 
 
+# -- what reaches the terminal ------------------------------------------------------------------
+OURS = ("zoo", "conformance")  # logger names whose records are our own lines
+
+
+class _OwnLines(logging.Filter):
+    """Without ``-v``, only our own records: libraries' log lines and warnings stay out of the output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.split(".")[0] in OURS
+
+
+class _Formatter(logging.Formatter):
+    """``zoo: LEVEL: message``; with ``-v`` a library's record also names its logger."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.name.split(".")[0] in OURS:
+            return f"zoo: {record.levelname}: {text}"
+        return f"zoo: {record.levelname}: [{record.name}] {text}"
+
+
+def _log_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: Any = None, line: str | None = None) -> None:
+    """``warnings.showwarning`` for the command line: a warning is a log record of ``py.warnings``."""
+    logging.getLogger("py.warnings").warning("%s: %s (%s:%d)", category.__name__, message, filename, lineno)
+
+
+# Libraries that configure their own loggers when imported; without -v they say only errors. torch and
+# transformers read these when first imported (zoo list never imports them); the commands' worker
+# processes (zoo bench) inherit them.
+_QUIET_ENV = {"TORCH_LOGS": "-torch", "TRANSFORMERS_VERBOSITY": "error", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+_QUIET_LOGGERS = ("torch", "transformers", "huggingface_hub")  # for those already imported (tests call main)
+
+
+@contextmanager
+def _output(verbose: bool) -> Iterator[None]:
+    """While a command runs: warnings become log records, and without ``verbose`` only ours are shown.
+
+    The filtering is the command line's alone: importing the library changes no warning filter or logger.
+    """
+    handler: logging.Handler | None = None
+    root = logging.getLogger()
+    if not root.handlers:  # as logging.basicConfig: a host that configured logging keeps its own
+        handler = logging.StreamHandler()
+        handler.setFormatter(_Formatter())
+        root.addHandler(handler)
+    saved_level = root.level
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    saved_env = {name: os.environ.get(name) for name in _QUIET_ENV}
+    saved_levels = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
+    if not verbose:
+        if handler is not None:
+            handler.addFilter(_OwnLines())
+        for name, default in _QUIET_ENV.items():
+            os.environ.setdefault(name, default)
+        for name in _QUIET_LOGGERS:
+            if name in sys.modules:
+                logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _log_warning
+            yield
+    finally:
+        for name, saved in saved_env.items():
+            if saved is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = saved
+        for name, level in saved_levels.items():
+            logging.getLogger(name).setLevel(level)
+        root.setLevel(saved_level)
+        if handler is not None:
+            root.removeHandler(handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # configured before the parser is built: building it discovers the plugins (they may add commands),
     # and a broken plugin's warning must read like every other line of ours
-    logging.basicConfig(level=logging.WARNING, format="zoo: %(levelname)s: %(message)s")
+    with _output(_verbose(sys.argv[1:] if argv is None else argv)):
+        return _main(argv)
+
+
+def _verbose(argv: Sequence[str]) -> bool:
+    """Whether ``-v`` is among the options before the command (known before the parser is built)."""
+    for arg in argv:
+        if arg in ("-v", "--verbose"):
+            return True
+        if not arg.startswith("-"):
+            return False
+    return False
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already reported in one line
         return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    if args.verbose:
-        logging.getLogger().setLevel(logging.INFO)
     try:
         return int(args.func(args) or 0)
     except ZooError as exc:  # one line, whatever the message: a report that lists its problems line by line is joined
