@@ -33,10 +33,12 @@ SETTINGS = Settings(runs=2, warmup=1, prefill=((1, 32), (2, 8)), decode=(1, 2), 
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     work = tmp_path_factory.mktemp("bench")
     lines: list[str] = []
+    steps: list[tuple[int, int]] = []
     out = run_bench(["pure", "cpu", "quantised@float32"], config=TINY, threads=1, settings=SETTINGS,
-                    work_dir=work, progress=lines.append)
-    out["progress"] = lines
-    return add_ratios(out)
+                    work_dir=work, progress=lines.append, on_step=lambda n, total: steps.append((n, total)))
+    out = add_ratios(out)
+    out["progress"], out["steps"] = lines, steps
+    return out
 
 
 def _row(report: dict[str, Any], label: str) -> dict[str, Any]:
@@ -102,6 +104,13 @@ def test_progress_is_shown_while_it_runs(report: dict[str, Any]) -> None:
     assert lines[0].startswith("measuring memory bandwidth")
     assert any(line.startswith("[2/4] pure float32: decode b2: run 2/2") for line in lines)
     assert any("[4/4] quantised int8/float32: skipped" in line for line in lines)
+
+
+def test_steps_add_up_to_the_total_the_progress_bar_is_given(report: dict[str, Any]) -> None:
+    steps = report["steps"]
+    assert {total for _, total in steps} == {1 + 4 * SETTINGS.steps()}  # the bandwidth, then four subjects
+    assert sum(n for n, _ in steps) == steps[0][1]
+    assert SETTINGS.steps() == 1 + (2 + 2) * (1 + 2)  # load; four measurements of a warm-up and two runs
 
 
 def test_settings_fit_a_small_context() -> None:

@@ -91,7 +91,7 @@ def test_libraries_warnings_and_log_lines_are_hidden_unless_verbose() -> None:
 
 
 def test_the_library_itself_changes_no_warning_filter_or_logger() -> None:
-    code = ("import logging, warnings; before = list(warnings.filters); import zoo, conformance.cli; "
+    code = ("import logging, warnings; before = list(warnings.filters); import zoo, conformance.cli, zoo.progress; "
             "assert warnings.filters == before, 'filters changed'; "
             "assert not logging.getLogger().handlers, 'a root handler was added'; print('ok')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)

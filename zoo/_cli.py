@@ -26,6 +26,7 @@ from ._config import PRESETS, GPT2Config
 from ._errors import CapabilityError, ConfigError, InvalidInputError, WeightsMismatchError, ZooError
 from ._inputs import SEED_LIMIT
 from ._registry import _natural_key, broken_plugins, distribution_of, get_variant, list_variants
+from .progress import Progress
 
 __all__ = ["main"]
 
@@ -178,9 +179,18 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .formats import FORMATS
 
     config = _config(args.config)
+
+    def tensors(done: int, total: int) -> None:
+        if progress.total != total:
+            progress.set_total(total)
+            progress(f"writing {total} tensors to {args.dst}")  # one plain line, not one per tensor
+        progress.advance()
+
+    progress = Progress("zoo convert", quiet=args.quiet, unit="tensor")
     try:
-        dst = convert(args.src, args.dst, to=args.to, dtype=args.dtype, force=args.force,
-                      allow_nonfinite=args.allow_nonfinite, config=config, layout=args.layout)
+        with progress:
+            dst = convert(args.src, args.dst, to=args.to, dtype=args.dtype, force=args.force,
+                          allow_nonfinite=args.allow_nonfinite, config=config, layout=args.layout, progress=tensors)
     except ZooError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         if len(lines) > 1:  # a mismatch report lists its problems line by line; a command-line error is one line
@@ -224,11 +234,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.runs is not None:
         settings = dataclasses.replace(settings, runs=args.runs)
 
-    def progress(line: str) -> None:
-        print(f"zoo bench: {line}", file=sys.stderr, flush=True)
+    def step(n: int, total: int) -> None:
+        if progress.total != total:
+            progress.set_total(total)
+        progress.advance(n)
 
-    report = add_ratios(run_bench(args.names, peers=args.peer, config=config, device=device, dtype=args.dtype,
-                                  threads=args.threads, settings=settings, progress=progress))
+    with Progress("zoo bench", bar=False if args.json else None, quiet=args.quiet) as progress:
+        report = add_ratios(run_bench(args.names, peers=args.peer, config=config, device=device, dtype=args.dtype,
+                                      threads=args.threads, settings=settings, progress=progress, on_step=step))
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -259,7 +272,9 @@ def _writable(path: Path) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="zoo", description="GPT-2 implementations behind one interface.")
     parser.add_argument("--version", action="version", version=f"gpt2-zoo {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what the zoo does")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log what the zoo does, with the warnings and log lines of the libraries it uses")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines: results and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("list", help="list the registered variants")

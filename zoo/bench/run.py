@@ -38,6 +38,10 @@ class Settings:
     new_tokens: int = 128
     bandwidth_bytes: int = 1 << 30  # buffer streamed to measure memory bandwidth: far beyond any cache
 
+    def steps(self) -> int:
+        """The progress lines one subject's worker prints: its load, then each measurement's warm-up and runs."""
+        return 1 + (len(self.prefill) + len(self.decode)) * (min(self.warmup, 1) + self.runs)
+
     @classmethod
     def full(cls) -> Settings:
         return cls()
@@ -184,8 +188,9 @@ class Result:
                 "reason": self.reason, **self.figures}
 
 
-def _worker(spec: dict[str, Any], threads: int, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Run one worker process; relay its progress lines; return its JSON result."""
+def _worker(spec: dict[str, Any], threads: int, progress: Callable[[str], None],
+            step: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """Run one worker process; relay its progress lines (each a ``step``); return its JSON result."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)  # every pool in the worker gets the same, deliberate thread count
@@ -198,6 +203,7 @@ def _worker(spec: dict[str, Any], threads: int, progress: Callable[[str], None])
             tail = [*tail[-20:], line]
             if line.startswith(f"{spec.get('label')}: "):  # the worker's own lines, not libraries' chatter
                 progress(line)
+                step()
         out = proc.stdout.read().strip().splitlines()
     if proc.returncode != 0 or not out:
         return {"status": "error", "reason": f"the worker exited with {proc.returncode}: " + " | ".join(tail[-3:])}
@@ -218,9 +224,13 @@ def run_bench(
     settings: Settings | None = None,
     work_dir: Path | None = None,
     progress: Callable[[str], None] = lambda line: None,
+    on_step: Callable[[int, int], None] = lambda done, total: None,
 ) -> dict[str, Any]:
     """Measure the reference, the variants ``names`` and the ``peers`` on one set of weights.
 
+    ``progress`` is called with a line at each phase of each subject;
+    ``on_step(n, total)`` with ``n`` steps just finished out of ``total``
+    (the bandwidth, then each subject's :meth:`Settings.steps`).
     Returns the report :mod:`zoo.bench.report` prints and ``--json`` writes.
     """
     config = config or GPT2Config()
@@ -235,23 +245,34 @@ def run_bench(
     work_dir = work_dir or default_work_dir()
     weights_dir = prepare_weights(config, work_dir)
     started = time.time()
+    per_subject, total = settings.steps(), 1 + len(subjects) * settings.steps()
     progress(f"measuring memory bandwidth ({threads} threads)")
     bandwidth = _worker({"bandwidth": settings.bandwidth_bytes, "threads": threads, "device": device}, threads, progress)
     if bandwidth.get("status") != "ok":
         raise ZooError(f"could not measure memory bandwidth: {bandwidth.get('reason')}")
+    on_step(1, total)
     results = []
     for i, subject in enumerate(subjects, 1):
         label = f"[{i}/{len(subjects)}] {subject.label}"
         if subject.skip:
             progress(f"{label}: skipped: {subject.skip}")
             results.append(Result(subject, "skipped", subject.skip))
+            on_step(per_subject, total)
             continue
         spec = {"subject": asdict(subject), "label": label, "weights_dir": str(weights_dir),
                 "work_dir": str(work_dir / "peers"), "device": device, "threads": threads,
                 "warmup": settings.warmup, "runs": settings.runs, "prefill": settings.prefill,
                 "decode": settings.decode, "prompt_tokens": settings.prompt_tokens,
                 "new_tokens": settings.new_tokens, "vocab_size": config.vocab_size}
-        figures = _worker(spec, threads, progress)
+        seen = 0
+
+        def step() -> None:
+            nonlocal seen
+            seen += 1
+            on_step(1, total)
+
+        figures = _worker(spec, threads, progress, step)
+        on_step(max(per_subject - seen, 0), total)  # a failed worker stops early; its steps are over too
         status, reason = figures.pop("status", "error"), figures.pop("reason", "")
         if status != "ok":
             progress(f"{label}: failed: {reason}")
