@@ -12,6 +12,14 @@ os.environ.setdefault("ZOO_OFFLINE", "1")  # the tokenizer never tries the netwo
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def example_database(tmp_path_factory):
+    """``zoo check`` in a test keeps its failing examples in a temporary folder, never in the user's cache."""
+    folder = tmp_path_factory.mktemp("hypothesis-db")
+    os.environ["ZOO_HYPOTHESIS_DB"] = str(folder)  # read by zoo check, in-process and in subprocesses
+    return folder
+
+
 @pytest.fixture
 def small_config():
     import zoo

@@ -59,6 +59,28 @@ def test_quiet_and_asked_for_plain_lines() -> None:
     assert out.getvalue() == "zoo check: c\n"
 
 
+def _check(argv: list[str]) -> list[str]:
+    return ["check", "pure", "--property", "bad-input", "--profile", "quick", "--no-database", *argv]
+
+
+def test_zoo_check_on_a_terminal_draws_a_bar(monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(_check([])) == 0
+    err = terminal.getvalue()
+    assert "zoo check: profile quick" in err  # kept above the bar
+    assert "/2 " in err and "\r" in err  # a bar over the two checks
+    assert "pure     bad-input  pass" in capsys.readouterr().out
+
+
+def test_zoo_check_quiet_prints_no_progress(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-q", *_check([])]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert "pure     bad-input  pass" in captured.out
+
+
 def test_zoo_convert_says_how_many_tensors_it_writes(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     config = zoo.GPT2Config(vocab_size=300, n_positions=16, n_embd=16, n_layer=1, n_head=2)
