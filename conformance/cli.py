@@ -29,7 +29,9 @@ from typing import Any
 
 from zoo import hookimpl
 
-__all__ = ["add_parser", "cmd_check", "zoo_addcommands"]
+__all__ = ["SCHEMA", "add_parser", "cmd_check", "zoo_addcommands"]
+
+SCHEMA = "gpt2-zoo/check/1"  # the layout of --json files: zoo/schemas/check.schema.json
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -114,7 +116,7 @@ def cmd_check(args: argparse.Namespace) -> int:
           + ", ".join(f"{v} {t:.1f}s" for v, t in per_variant.items()) + ")")
     if args.json:
         payload: dict[str, Any] = {
-            "profile": profile, "replay": bool(args.replay), "device": args.device,
+            "schema": SCHEMA, "profile": profile, "replay": bool(args.replay), "device": args.device,
             "seed": seed_value, "seconds": elapsed,
             "versions": {"zoo": zoo.__version__, "torch": torch.__version__},
             "results": [r.to_json() for r in results],

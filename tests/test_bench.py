@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema_subset import errors, schema
 
 import zoo
 import zoo.bench
@@ -37,6 +38,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = run_bench(["pure", "cpu", "quantised@float32"], config=TINY, threads=1, settings=SETTINGS,
                     work_dir=work, progress=lines.append, on_step=lambda n, total: steps.append((n, total)))
     out = add_ratios(out)
+    assert errors(json.loads(json.dumps(out)), schema("bench")) == []  # as --json writes it, before our keys
     out["progress"], out["steps"] = lines, steps
     return out
 
@@ -179,6 +181,7 @@ def test_cli_prints_the_table_and_writes_json(tmp_path: Path, capsys: pytest.Cap
     assert "zoo bench: [2/2] cpu float32: loaded in" in captured.err
     data = json.loads(out.read_text())
     assert [r["label"] for r in data["results"]] == ["hf generate float32", "cpu float32"]
+    assert errors(data, schema("bench")) == []
     assert (tmp_path / "cache" / "gpt2-zoo" / "bench").is_dir()
 
 

@@ -17,6 +17,7 @@ import pytest
 import torch
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
+from jsonschema_subset import errors, schema
 from planted import CATALOGUE, variant
 
 import zoo
@@ -268,6 +269,7 @@ def test_zoo_check_prints_a_table_and_writes_json(tmp_path: Path, capsys: pytest
     assert "zoo check: pure: bad-input pass" in captured.err  # progress on stderr
     data = json.loads(out.read_text())
     assert data["profile"] == "quick"
+    assert errors(data, schema("check")) == []
     assert [(r["variant"], r["prop"], r["status"]) for r in data["results"]] == [
         ("pure", "interface", "pass"), ("pure", "bad-input", "pass")]
 
@@ -306,6 +308,7 @@ def test_a_failure_is_stored_and_replayed(tmp_path: Path, capsys: pytest.Capture
     assert f"replayed 1 stored example from {db}" in replay.out
     data = json.loads((tmp_path / "replay.json").read_text())
     assert data["replay"] is True and data["results"][1]["replayed"] == 1
+    assert errors(data, schema("check")) == []
     # another variant's failures are not its own: nothing to replay for pure
     assert "pure     bad-input  skip" in other.out and "no stored failure to replay" in other.out
     assert "replayed 0 stored examples" in other.out

@@ -24,6 +24,7 @@ __all__ = ["REFERENCE_DTYPE", "NoReferenceError", "Settings", "Subject", "family
 log = logging.getLogger("zoo")
 
 REFERENCE_DTYPE = "float32"  # every ratio is against the reference at float32, in the same run
+SCHEMA = "gpt2-zoo/bench/1"  # the layout of the report and of --json files: zoo/schemas/bench.schema.json
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,7 @@ def run_bench(
             progress(f"{label}: failed: {reason}")
         results.append(Result(subject, status, reason, figures))
     return {
+        "schema": SCHEMA,
         "machine": describe(device),
         "device": device,
         "threads": threads,
