@@ -70,7 +70,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from zoo.progress import Progress
 
-    from .database import default_path, open_database
+    from .database import cache_path, default_path, open_database
 
     if args.replay and args.no_database:
         raise zoo.ZooError("--replay reruns the failures stored in the database, so it cannot go with "
@@ -80,6 +80,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise zoo.ZooError(f"--replay: there is no example database at {db_path}, so no stored failure to "
                            "rerun; run zoo check first (or give the folder with --database DIR)")
     database = None if db_path is None else open_database(db_path)
+    if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        from hypothesis.configuration import set_hypothesis_home_dir
+
+        # hypothesis' other files (a cache of the constants in the code it runs) go to the zoo's
+        # cache too, not into a .hypothesis folder wherever zoo check was started
+        set_hypothesis_home_dir(cache_path() / "hypothesis-storage")
     wanted = len(args.property) if args.property else len(PROPERTIES)
     progress = Progress("zoo check", total=len(names) * (1 + wanted), bar=False if args.json else None,
                         quiet=getattr(args, "quiet", False), unit="check")

@@ -32,20 +32,25 @@ from pathlib import Path
 
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 
-__all__ = ["ENV", "VariantDatabase", "default_path", "open_database"]
+__all__ = ["ENV", "VariantDatabase", "cache_path", "default_path", "open_database"]
 
 ENV = "ZOO_HYPOTHESIS_DB"
 CACHE_ENV = "ZOO_CACHE"
+
+
+def cache_path() -> Path:
+    """The zoo's cache folder: ``$ZOO_CACHE``, else ``$XDG_CACHE_HOME/gpt2-zoo`` (``~/.cache/gpt2-zoo``)."""
+    if os.environ.get(CACHE_ENV, "").strip():
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME", "").strip() or Path.home() / ".cache"
+    return Path(base) / "gpt2-zoo"
 
 
 def default_path() -> Path:
     """The database folder ``zoo check`` uses when told nothing (see the module docstring)."""
     if os.environ.get(ENV, "").strip():
         return Path(os.environ[ENV]).expanduser()
-    if os.environ.get(CACHE_ENV, "").strip():
-        return Path(os.environ[CACHE_ENV]).expanduser() / "hypothesis"
-    base = os.environ.get("XDG_CACHE_HOME", "").strip() or Path.home() / ".cache"
-    return Path(base) / "gpt2-zoo" / "hypothesis"
+    return cache_path() / "hypothesis"
 
 
 def open_database(path: str | os.PathLike[str]) -> ExampleDatabase:

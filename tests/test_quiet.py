@@ -18,12 +18,12 @@ import zoo
 SUMMARY = re.compile(r"^\d+ failed, \d+ passed, \d+ skipped in ")
 
 
-def zoo_command(*argv: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+def zoo_command(*argv: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for name in ("TORCH_LOGS", "TRANSFORMERS_VERBOSITY"):  # the defaults a user has
+    for name in ("TORCH_LOGS", "TRANSFORMERS_VERBOSITY", "HYPOTHESIS_STORAGE_DIRECTORY"):  # as a user has them
         env.pop(name, None)
     return subprocess.run([sys.executable, "-m", "zoo", *argv], capture_output=True, text=True, env=env,
-                          timeout=timeout, check=False)
+                          cwd=cwd, timeout=timeout, check=False)
 
 
 def foreign(stderr: str) -> list[str]:
@@ -31,9 +31,11 @@ def foreign(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.strip() and not line.startswith("zoo")]
 
 
-def test_zoo_check_prints_only_its_own_lines() -> None:
-    proc = zoo_command("check", "pure", "--profile", "quick", "--property", "logits", "--threads", "1")
+def test_zoo_check_prints_only_its_own_lines(tmp_path: Path) -> None:
+    proc = zoo_command("check", "pure", "--profile", "quick", "--property", "logits", "--threads", "1",
+                       cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert list(tmp_path.iterdir()) == []  # hypothesis' files went to the cache, not into the current folder
     assert foreign(proc.stderr) == []
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["variant", "property", "result", "examples", "worst", "/", "bound", "time"]
