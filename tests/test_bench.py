@@ -115,6 +115,16 @@ def test_steps_add_up_to_the_total_the_progress_bar_is_given(report: dict[str, A
     assert SETTINGS.steps() == 1 + (2 + 2) * (1 + 2)  # load; four measurements of a warm-up and two runs
 
 
+def test_the_work_folder_follows_zoo_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from zoo.bench.run import default_work_dir
+
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path))
+    assert default_work_dir() == tmp_path / "bench"
+    monkeypatch.delenv("ZOO_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_work_dir() == tmp_path / "xdg" / "gpt2-zoo" / "bench"
+
+
 def test_settings_fit_a_small_context() -> None:
     fitted = Settings.full().fitted(TINY)
     assert fitted.prefill == ((1, 64), (8, 64))
@@ -173,6 +183,7 @@ def test_cli_prints_the_table_and_writes_json(tmp_path: Path, capsys: pytest.Cap
     config = tmp_path / "config.json"
     config.write_text(json.dumps(TINY.to_hf().to_dict()))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("ZOO_CACHE", raising=False)
     monkeypatch.setattr("zoo.bench.run.Settings.quick", classmethod(lambda cls: SETTINGS))
     out = tmp_path / "bench.json"
     assert main(["bench", "cpu", "--quick", "--threads", "1", "--config", str(config), "--json", str(out)]) == 0

@@ -162,6 +162,9 @@ def subjects_for(names: Sequence[str], peers: Sequence[str], dtype: str | None, 
 
 
 def default_work_dir() -> Path:
+    """``$ZOO_CACHE/bench``, else ``$XDG_CACHE_HOME/gpt2-zoo/bench`` (``~/.cache/gpt2-zoo/bench``)."""
+    if os.environ.get("ZOO_CACHE", "").strip():
+        return Path(os.environ["ZOO_CACHE"]).expanduser() / "bench"
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "gpt2-zoo" / "bench"
 
