@@ -378,6 +378,22 @@ def test_plugin_runs_the_checks_for_a_chosen_variant(project: Path) -> None:
     assert "test_own.py::test_own PASSED" in done.stdout
 
 
+def test_plugin_keeps_failing_examples_in_the_database(project: Path) -> None:
+    tests = Path(__file__).resolve().parent
+    (project / "conftest.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(tests)!r})\nimport zoo\nfrom planted import CATALOGUE, variant\n"
+        "zoo.register(variant(next(b for b in CATALOGUE if b.name == 'clamps-ids')))\n")
+    db = project / "db"
+    argv = ["--zoo-variant", "planted-clamps-ids", "--zoo-profile", "quick", "-k", "bad-input"]
+    done = _pytest(project, *argv, "--zoo-database", str(db))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"zoo conformance: failing examples kept in {db}" in done.stdout
+    assert "zoo-conformance[planted-clamps-ids]::bad-input FAILED" in done.stdout
+    assert any(path.is_file() for path in db.rglob("*"))  # the shrunk example, saved
+    done = _pytest(project, *argv, "--zoo-no-database")
+    assert done.returncode == 1 and "failing examples not kept (--zoo-no-database)" in done.stdout
+
+
 def test_plugin_reads_the_environment_and_feeds_the_fixture(project: Path) -> None:
     done = _pytest(project, "--zoo-profile", "quick", "-k", "interface or uses_variant",
                    env={"ZOO_VARIANT": "pure"})
