@@ -183,7 +183,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     def tensors(done: int, total: int) -> None:
         if progress.total != total:
             progress.set_total(total)
-            progress(f"writing {total} tensors to {args.dst}")  # one plain line, not one per tensor
+            if progress.bar:  # off a terminal the command stays silent until its one line, as before
+                progress(f"writing {total} tensors to {args.dst}")
         progress.advance()
 
     progress = Progress("zoo convert", quiet=args.quiet, unit="tensor")
