@@ -3,11 +3,16 @@
     zoo check                       # every registered variant, ci profile
     zoo check pure --profile quick  # one variant, a smoke run
     zoo check hf --property padding --property incremental --json out.json
+    zoo check pure --replay         # rerun only the failures stored by earlier runs
 
 Prints a table (variant x property: pass/fail/skip, examples, worst error
 against its bound, time), then each failure with its shrunk counterexample
-and a command that reproduces it; progress goes to stderr. Exits 1 if
-anything failed.
+and a command that reproduces it; progress goes to stderr (a bar on a
+terminal). Exits 1 if anything failed.
+
+Failing examples are saved to hypothesis' example database in the user's
+cache ($ZOO_HYPOTHESIS_DB, else $ZOO_CACHE/hypothesis, else
+~/.cache/gpt2-zoo/hypothesis) and replayed first by the next run.
 """
 # This module is also the harness's zoo plugin (entry point ``conformance`` in
 # the ``zoo`` group): its ``zoo_addcommands`` hook adds ``zoo check`` to the
@@ -19,13 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from typing import Any
 
 from zoo import hookimpl
 
-__all__ = ["add_parser", "cmd_check", "zoo_addcommands"]
+__all__ = ["SCHEMA", "add_parser", "cmd_check", "zoo_addcommands"]
+
+SCHEMA = "gpt2-zoo/check/1"  # the layout of --json files: zoo/schemas/check.schema.json
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -68,14 +74,42 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    def progress(line: str) -> None:
-        print(f"zoo check: {line}", file=sys.stderr, flush=True)
+    from zoo.progress import Progress
 
-    progress(f"profile {profile}, device {args.device}"
-             + (f", seed {seed_value}" if seed_value is not None else "") + f", variants: {', '.join(names)}")
+    from .database import cache_path, default_path, open_database
+
+    if args.replay and args.no_database:
+        raise zoo.ZooError("--replay reruns the failures stored in the database, so it cannot go with "
+                           "--no-database; drop one of them")
+    db_path = None if args.no_database else (args.database or default_path())
+    if args.replay and (db_path is None or not os.path.isdir(db_path)):
+        raise zoo.ZooError(f"--replay: there is no example database at {db_path}, so no stored failure to "
+                           "rerun; run zoo check first (or give the folder with --database DIR)")
+    database = None if db_path is None else open_database(db_path)
+    if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        from hypothesis.configuration import set_hypothesis_home_dir
+
+        # hypothesis' other files (a cache of the constants in the code it runs) go to the zoo's
+        # cache too, not into a .hypothesis folder wherever zoo check was started
+        set_hypothesis_home_dir(cache_path() / "hypothesis-storage")
+    wanted = len(args.property) if args.property else len(PROPERTIES)
+    progress = Progress("zoo check", total=len(names) * (1 + wanted), bar=False if args.json else None,
+                        quiet=getattr(args, "quiet", False), unit="check")
+    progress.keep(f"profile {profile}, device {args.device}"
+                  + (f", seed {seed_value}" if seed_value is not None else "") + f", variants: {', '.join(names)}"
+                  + (f"; replaying the failures stored in {db_path}" if args.replay
+                     else f"; failures kept in {db_path}" if db_path is not None else ""))
+
+    def done(result: runner.PropertyResult) -> None:
+        progress.advance()
+        if result.status == "fail" and progress.bar:  # plain lines already said it
+            progress.keep(f"{result.variant}: {result.prop} FAILED")
+
     start = time.perf_counter()
-    results = runner.check(names, profile=profile, device=args.device, properties=args.property,
-                           seed_value=seed_value, progress=progress)
+    with progress:
+        results = runner.check(names, profile=profile, device=args.device, properties=args.property,
+                               seed_value=seed_value, progress=progress, database=database, replay=args.replay,
+                               on_result=done)
     elapsed = time.perf_counter() - start
     print(runner.table(results))
     fidelity = runner.fidelity_table(results)
@@ -90,11 +124,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     for r in results:
         per_variant[r.variant] = per_variant.get(r.variant, 0.0) + r.seconds
     print()
+    if args.replay:
+        replayed = sum(r.replayed or 0 for r in results)
+        print(f"replayed {replayed} stored example{'s' if replayed != 1 else ''} from {db_path}")
     print(f"{len(failed)} failed, {sum(r.status == 'pass' for r in results)} passed, "
           f"{sum(r.status == 'skip' for r in results)} skipped in {elapsed:.1f}s ("
           + ", ".join(f"{v} {t:.1f}s" for v, t in per_variant.items()) + ")")
     payload: dict[str, Any] = {
-        "profile": profile, "device": args.device, "seed": seed_value, "seconds": elapsed,
+        "schema": SCHEMA, "profile": profile, "replay": bool(args.replay), "device": args.device,
+        "seed": seed_value, "seconds": elapsed,
         "versions": {"zoo": zoo.__version__, "torch": torch.__version__},
         "results": [r.to_json() for r in results],
     }
@@ -130,6 +168,12 @@ def add_parser(sub: Any) -> None:
                    "(python -m conformance.scoreboard FILE renders them as the README's scoreboard)")
     p.add_argument("--plot", metavar="FILE", help="also draw the scoreboard as a heat map (PNG; needs matplotlib)")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--database", metavar="DIR", default=None,
+                   help="hypothesis example database: failures are saved there and replayed first next time "
+                        "(default: $ZOO_HYPOTHESIS_DB, else $ZOO_CACHE/hypothesis, else ~/.cache/gpt2-zoo/hypothesis)")
+    p.add_argument("--no-database", action="store_true", help="neither replay nor save failing examples")
+    p.add_argument("--replay", action="store_true",
+                   help="rerun only the failing examples the database holds for these variants")
     p.set_defaults(func=cmd_check)
 
 

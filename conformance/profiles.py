@@ -9,7 +9,9 @@
 
 They are registered with hypothesis as ``zoo-quick``, ``zoo-ci`` and
 ``zoo-thorough`` and applied to the harness's own test functions only; nothing
-here loads a profile globally. ``zoo check --profile P``, ``pytest
+here loads a profile globally. None has an example database: ``zoo check``
+adds the user's at run time (:mod:`conformance.database`), so the test suite
+and a host's own tests write none. ``zoo check --profile P``, ``pytest
 --zoo-profile P`` and the ``HYPOTHESIS_PROFILE`` environment variable (``ci``
 or ``zoo-ci`` alike) choose one.
 """

@@ -4,7 +4,10 @@ A package that provides a variant tests it in its own CI with one line::
 
     pytest --zoo-variant my-variant [--zoo-profile quick|ci|thorough] [--zoo-device cpu|cuda]
 
-(or ``ZOO_VARIANT=my-variant pytest``). The plugin then adds one test item
+(or ``ZOO_VARIANT=my-variant pytest``). Failing examples are kept in the
+same example database as ``zoo check`` keeps them (``--zoo-database DIR``,
+``--zoo-no-database``; see :mod:`conformance.database`) and replayed first
+next time. The plugin then adds one test item
 per property, ``zoo-conformance[NAME]::PROPERTY``, to whatever else pytest
 collects; ``-k padding`` picks one. The interface item runs first, and if it
 fails every property is skipped with that reason. The report header names
@@ -39,6 +42,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--zoo-profile", default=None, metavar="PROFILE",
                     help="quick, ci (default, or $HYPOTHESIS_PROFILE) or thorough")
     group.addoption("--zoo-device", default="cpu", metavar="DEVICE", help="cpu (default) or cuda")
+    group.addoption("--zoo-database", default=None, metavar="DIR",
+                    help="hypothesis example database for failing examples (default: as zoo check, "
+                         "$ZOO_HYPOTHESIS_DB or ~/.cache/gpt2-zoo/hypothesis)")
+    group.addoption("--zoo-no-database", action="store_true", help="neither replay nor save failing examples")
 
 
 def chosen_variant(config: pytest.Config) -> str | None:
@@ -77,6 +84,18 @@ class _Conformance:
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from exc
         self._interface: list[str] | None = None
+        self.no_database = bool(config.getoption("zoo_no_database", False))
+        self.database_path: str | None = config.getoption("zoo_database", None)
+        self._database: Any = None
+
+    def database(self) -> Any:
+        """The variant's part of the example database, made once; ``None`` with ``--zoo-no-database``."""
+        if self._database is None and not self.no_database:
+            from .database import VariantDatabase, default_path, open_database
+
+            path = self.database_path or default_path()
+            self._database = VariantDatabase(open_database(path), self.name, self.device.split(":")[0])
+        return self._database
 
     def variant(self) -> zoo.Variant:
         import zoo
@@ -107,7 +126,13 @@ class _Conformance:
             f"zoo conformance: variant {variant.name} from {variant.source or 'unknown source'}",
             (f"zoo conformance: torch {torch.__version__}, transformers {transformers.__version__}, "
              f"hypothesis {hypothesis.__version__}; device {self.device}; profile {self.profile}"),
+            f"zoo conformance: failing examples {self._where()}",
         ]
+
+    def _where(self) -> str:
+        from .database import default_path
+
+        return "not kept (--zoo-no-database)" if self.no_database else f"kept in {self.database_path or default_path()}"
 
     @pytest.hookimpl(tryfirst=True)  # before -k / -m deselect items
     def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
@@ -165,7 +190,7 @@ class ConformanceItem(pytest.Item):
         if reason is not None:
             pytest.skip(reason)
         ctx = Context(variant, self.checks.device, self.checks.reproducer)
-        prop.test(ctx, profiles.get(self.checks.profile))()
+        prop.test(ctx, profiles.get(self.checks.profile), database=self.checks.database())()
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         from .assertions import ConformanceFailure

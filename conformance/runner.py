@@ -17,9 +17,10 @@ import dataclasses
 import logging
 import time
 import traceback
+import unittest
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hypothesis.errors import HypothesisException
 
@@ -27,7 +28,11 @@ import zoo
 
 from . import models, profiles
 from .assertions import ConformanceFailure, Stats
+from .database import VariantDatabase
 from .properties import PROPERTIES, Context, Property, check_interface, get_property
+
+if TYPE_CHECKING:
+    from hypothesis.database import ExampleDatabase
 
 __all__ = ["PropertyResult", "check", "check_variant", "reproducer"]
 
@@ -52,6 +57,7 @@ class PropertyResult:
     counterexample: list[str] = field(default_factory=list)  # hypothesis' notes: the shrunk example
     reproduce: str = ""
     figures: dict[str, dict[str, float]] = field(default_factory=dict)  # fidelity: "preset@dtype" -> kl, top1...
+    replayed: int | None = None  # stored examples replayed from the database (None: no database)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,19 +81,27 @@ def _notes(exc: BaseException) -> list[str]:
     return [str(n) for n in getattr(exc, "__notes__", [])]
 
 
-def run_property(prop: Property, ctx: Context, profile: str, seed_value: int | None = None) -> PropertyResult:
-    """Run one property's hypothesis test and summarise it; never raises for a variant's failure."""
+def run_property(prop: Property, ctx: Context, profile: str, seed_value: int | None = None, *,
+                 database: VariantDatabase | None = None, replay: bool = False) -> PropertyResult:
+    """Run one property's hypothesis test and summarise it; never raises for a variant's failure.
+
+    ``database``: failing examples are replayed from it first and saved to it;
+    ``replay``: only the ones it holds are run (a property with none is a skip).
+    """
     ctx.stats = Stats()
     result = PropertyResult(ctx.variant.name, prop.name, "pass", reproduce=ctx.reproducer(prop.name))
     start = time.perf_counter()
+    fetched = database.fetched if database is not None else 0
     try:
-        prop.test(ctx, profiles.get(profile), seed_value)()
+        prop.test(ctx, profiles.get(profile), seed_value, database=database, replay=replay)()
     except ConformanceFailure as exc:
         result.status, result.message = "fail", str(exc)
         result.counterexample = _notes(exc)
     except HypothesisException as exc:  # a health check, an unsatisfiable strategy: the harness's problem
         result.status = "fail"
         result.message = f"{ctx.variant.name} {prop.name}: hypothesis could not run: {type(exc).__name__}: {exc}"
+    except unittest.SkipTest:  # hypothesis, told to replay, found nothing stored
+        result.status, result.message = "skip", "no stored failure to replay"
     except Exception as exc:  # noqa: BLE001  # the variant crashed on a valid input: report it as a failure
         where = traceback.extract_tb(exc.__traceback__)[-1]
         result.status = "fail"
@@ -96,6 +110,8 @@ def run_property(prop: Property, ctx: Context, profile: str, seed_value: int | N
             f"  at {where.filename}:{where.lineno} in {where.name}\n  reproduce: {result.reproduce}"
         )
         result.counterexample = _notes(exc)
+    if database is not None:
+        result.replayed = database.fetched - fetched
     result.seconds = time.perf_counter() - start
     result.examples = ctx.stats.examples
     result.figures = dict(ctx.stats.figures)
@@ -124,8 +140,18 @@ def check_variant(
     properties: Sequence[str] | None = None,
     seed_value: int | None = None,
     progress: Callable[[str], None] | None = None,
+    database: ExampleDatabase | None = None,
+    replay: bool = False,
+    on_result: Callable[[PropertyResult], None] | None = None,
 ) -> list[PropertyResult]:
-    """Check one variant: the interface first, then each property its capabilities call for."""
+    """Check one variant: the interface first, then each property its capabilities call for.
+
+    :param progress: called with a line as each check starts and ends.
+    :param database: a hypothesis example database: the variant's failing examples are
+        saved to it, and replayed first next time (see :mod:`conformance.database`).
+    :param replay: run only the examples ``database`` holds for this variant.
+    :param on_result: called with each result (skips included) as soon as it is known.
+    """
     profile = profiles.resolve(profile)
     variant, dtype = zoo.resolve(name)
     if dtype is not None:  # NAME@DTYPE: that dtype alone, reported under the spec
@@ -133,13 +159,23 @@ def check_variant(
             variant.capabilities, dtypes=(dtype,)))
     name = variant.name
     say = progress or (lambda line: None)
+    if replay and database is None:
+        raise ValueError("replay=True needs a database to replay from")
+    own = None if database is None else VariantDatabase(database, name, str(device).split(":")[0])
     ctx = Context(variant, device, reproducer(name, profile, device, seed_value))
     wanted = [get_property(p) for p in properties] if properties else list(PROPERTIES)
     results: list[PropertyResult] = []
 
+    def record(result: PropertyResult) -> None:
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+
     unusable = variant.why_unavailable() or _device_problem(variant, device)
     if unusable is not None:
-        return [PropertyResult(name, p.name, "skip", message=unusable) for p in wanted]
+        for p in wanted:
+            record(PropertyResult(name, p.name, "skip", message=unusable))
+        return results
 
     say(f"{name}: {INTERFACE} ...")
     start = time.perf_counter()
@@ -147,21 +183,22 @@ def check_variant(
     interface = PropertyResult(name, INTERFACE, "fail" if problems else "pass", examples=1,
                                seconds=time.perf_counter() - start,
                                message="\n".join(f"{name} fails interface: {p}" for p in problems))
-    results.append(interface)
     say(f"{name}: {INTERFACE} {interface.status} ({interface.seconds:.1f}s)")
+    record(interface)
     try:
         for prop in wanted:
             if problems:
-                results.append(PropertyResult(name, prop.name, "skip", message="the interface check failed"))
+                record(PropertyResult(name, prop.name, "skip", message="the interface check failed"))
                 continue
             reason = prop.requires(variant.capabilities)
             if reason is not None:
-                results.append(PropertyResult(name, prop.name, "skip", message=reason))
+                record(PropertyResult(name, prop.name, "skip", message=reason))
                 continue
             say(f"{name}: {prop.name} ...")
-            result = run_property(prop, ctx, profile, seed_value)
-            results.append(result)
-            say(f"{name}: {prop.name} {result.status} ({result.examples} examples, {result.seconds:.1f}s)")
+            result = run_property(prop, ctx, profile, seed_value, database=own, replay=replay)
+            replayed = f"{result.replayed} replayed, " if result.replayed else ""
+            say(f"{name}: {prop.name} {result.status} ({replayed}{result.examples} examples, {result.seconds:.1f}s)")
+            record(result)
     finally:
         models.clear(name)
     return results

@@ -15,6 +15,15 @@ os.environ.setdefault("ZOO_CACHE", os.path.join(os.path.dirname(os.path.dirname(
                                                 ".zoo-cache"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def example_database(tmp_path_factory):
+    """``zoo check`` in a test keeps its failing examples (and hypothesis' other files) in temporary folders."""
+    folder = tmp_path_factory.mktemp("hypothesis-db")
+    os.environ["ZOO_HYPOTHESIS_DB"] = str(folder)  # read by zoo check, in-process and in subprocesses
+    os.environ["ZOO_CACHE"] = str(tmp_path_factory.mktemp("zoo-cache"))  # and hypothesis' other files
+    return folder
+
+
 @pytest.fixture
 def small_config():
     import zoo

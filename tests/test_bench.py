@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema_subset import errors, schema
 
 import zoo
 import zoo.bench
@@ -34,10 +35,13 @@ SETTINGS = Settings(runs=2, warmup=1, prefill=((1, 32), (2, 8)), decode=(1, 2), 
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     work = tmp_path_factory.mktemp("bench")
     lines: list[str] = []
+    steps: list[tuple[int, int]] = []
     out = run_bench(["pure", "cpu", "quantised@float32"], config=TINY, threads=1, settings=SETTINGS,
-                    work_dir=work, progress=lines.append)
-    out["progress"] = lines
-    return add_ratios(out)
+                    work_dir=work, progress=lines.append, on_step=lambda n, total: steps.append((n, total)))
+    out = add_ratios(out)
+    assert errors(json.loads(json.dumps(out)), schema("bench")) == []  # as --json writes it, before our keys
+    out["progress"], out["steps"] = lines, steps
+    return out
 
 
 def _row(report: dict[str, Any], label: str) -> dict[str, Any]:
@@ -126,6 +130,23 @@ def test_progress_is_shown_while_it_runs(report: dict[str, Any]) -> None:
     assert any("[4/4] quantised int8/float32: skipped" in line for line in lines)
 
 
+def test_steps_add_up_to_the_total_the_progress_bar_is_given(report: dict[str, Any]) -> None:
+    steps = report["steps"]
+    assert {total for _, total in steps} == {1 + 4 * SETTINGS.steps()}  # the bandwidth, then four subjects
+    assert sum(n for n, _ in steps) == steps[0][1]
+    assert SETTINGS.steps() == 1 + (2 + 2) * (1 + 2)  # load; four measurements of a warm-up and two runs
+
+
+def test_the_work_folder_follows_zoo_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from zoo.bench.run import default_work_dir
+
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path))
+    assert default_work_dir() == tmp_path / "bench"
+    monkeypatch.delenv("ZOO_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_work_dir() == tmp_path / "xdg" / "gpt2-zoo" / "bench"
+
+
 def test_settings_fit_a_small_context() -> None:
     fitted = Settings.full().fitted(TINY)
     assert fitted.prefill == ((1, 64), (8, 64))
@@ -186,6 +207,7 @@ def test_cli_prints_the_table_and_writes_json(tmp_path: Path, capsys: pytest.Cap
     config.write_text(json.dumps(TINY.to_hf().to_dict()))
     monkeypatch.delenv("ZOO_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("ZOO_CACHE", raising=False)
     monkeypatch.setattr("zoo.bench.run.Settings.quick", classmethod(lambda cls: SETTINGS))
     out = tmp_path / "bench.json"
     assert main(["bench", "cpu", "--quick", "--threads", "1", "--config", str(config), "--json", str(out),
@@ -196,6 +218,7 @@ def test_cli_prints_the_table_and_writes_json(tmp_path: Path, capsys: pytest.Cap
     data = json.loads(out.read_text())
     assert [r["label"] for r in data["results"]] == ["hf generate float32", "cpu float32"]
     assert not any("fidelity" in r for r in data["results"])
+    assert errors(data, schema("bench")) == []
     assert (tmp_path / "cache" / "gpt2-zoo" / "bench").is_dir()
 
 

@@ -17,6 +17,7 @@ import pytest
 import torch
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
+from jsonschema_subset import errors, schema
 from planted import CATALOGUE, variant
 
 import zoo
@@ -268,6 +269,7 @@ def test_zoo_check_prints_a_table_and_writes_json(tmp_path: Path, capsys: pytest
     assert "zoo check: pure: bad-input pass" in captured.err  # progress on stderr
     data = json.loads(out.read_text())
     assert data["profile"] == "quick"
+    assert errors(data, schema("check")) == []
     assert [(r["variant"], r["prop"], r["status"]) for r in data["results"]] == [
         ("pure", "interface", "pass"), ("pure", "bad-input", "pass")]
 
@@ -286,9 +288,53 @@ def test_zoo_check_fails_with_counterexample_and_reproducer(capsys: pytest.Captu
     assert f"reproduce: zoo check {name} --property determinism --profile quick" in out
 
 
+def test_a_failure_is_stored_and_replayed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bug = next(b for b in CATALOGUE if b.name == "clamps-ids")
+    name = zoo.register(variant(bug)).name
+    db = tmp_path / "db"
+    argv = ["check", name, "--property", "bad-input", "--profile", "quick", "--database", str(db)]
+    try:
+        assert main(argv) == 1
+        first = capsys.readouterr()
+        assert f"failures kept in {db}" in first.err
+        assert main([*argv, "--replay", "--json", str(tmp_path / "replay.json")]) == 1
+        replay = capsys.readouterr()
+        assert main(["check", "pure", "--property", "bad-input", "--database", str(db), "--replay"]) == 0
+        other = capsys.readouterr()
+    finally:
+        zoo.unregister(name)
+    assert f"replaying the failures stored in {db}" in replay.err
+    assert f"{name} fails bad-input" in replay.out
+    assert f"replayed 1 stored example from {db}" in replay.out
+    data = json.loads((tmp_path / "replay.json").read_text())
+    assert data["replay"] is True and data["results"][1]["replayed"] == 1
+    assert errors(data, schema("check")) == []
+    # another variant's failures are not its own: nothing to replay for pure
+    assert "pure     bad-input  skip" in other.out and "no stored failure to replay" in other.out
+    assert "replayed 0 stored examples" in other.out
+
+
+def test_a_derandomised_run_replays_the_stored_failure_first(tmp_path: Path) -> None:
+    from hypothesis.database import InMemoryExampleDatabase
+
+    bug = next(b for b in CATALOGUE if b.name == "clamps-ids")
+    name = zoo.register(variant(bug)).name
+    db = InMemoryExampleDatabase()
+    try:
+        first = runner.check_variant(name, profile="ci", properties=["bad-input"], database=db)
+        again = runner.check_variant(name, profile="ci", properties=["bad-input"], database=db)
+    finally:
+        zoo.unregister(name)
+    assert first[1].status == again[1].status == "fail"
+    assert first[1].replayed == 0 and again[1].replayed == 1
+    assert again[1].counterexample == first[1].counterexample
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
+        (["check", "pure", "--replay", "--no-database"], "cannot go with --no-database"),
+        (["check", "pure", "--replay", "--database", "/no/such/db"], "no example database at /no/such/db"),
         (["check", "pure", "--property", "parity"], "unknown property 'parity'"),
         (["check", "puer"], "did you mean 'pure'"),
         (["check", "pure", "--profile", "fast"], "unknown conformance profile 'fast'"),
@@ -330,6 +376,22 @@ def test_plugin_runs_the_checks_for_a_chosen_variant(project: Path) -> None:
     assert "zoo-conformance[pure]::interface PASSED" in done.stdout
     assert "zoo-conformance[pure]::bad-input PASSED" in done.stdout
     assert "test_own.py::test_own PASSED" in done.stdout
+
+
+def test_plugin_keeps_failing_examples_in_the_database(project: Path) -> None:
+    tests = Path(__file__).resolve().parent
+    (project / "conftest.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(tests)!r})\nimport zoo\nfrom planted import CATALOGUE, variant\n"
+        "zoo.register(variant(next(b for b in CATALOGUE if b.name == 'clamps-ids')))\n")
+    db = project / "db"
+    argv = ["--zoo-variant", "planted-clamps-ids", "--zoo-profile", "quick", "-k", "bad-input"]
+    done = _pytest(project, *argv, "--zoo-database", str(db))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"zoo conformance: failing examples kept in {db}" in done.stdout
+    assert "zoo-conformance[planted-clamps-ids]::bad-input FAILED" in done.stdout
+    assert any(path.is_file() for path in db.rglob("*"))  # the shrunk example, saved
+    done = _pytest(project, *argv, "--zoo-no-database")
+    assert done.returncode == 1 and "failing examples not kept (--zoo-no-database)" in done.stdout
 
 
 def test_plugin_reads_the_environment_and_feeds_the_fixture(project: Path) -> None:

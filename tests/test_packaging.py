@@ -63,7 +63,7 @@ def test_console_script_and_entry_points_are_declared():
 
 
 # -- layers: the core never imports the harness; the harness uses only the public API ------------
-PUBLIC_MODULES = ("fidelity", "hf", "weight_map")  # zoo's public modules besides the package itself
+PUBLIC_MODULES = ("fidelity", "hf", "progress", "weight_map")  # zoo's public modules besides the package itself
 
 
 def imported_names(path: Path) -> list[tuple[int, str]]:
@@ -148,7 +148,8 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
 def test_wheel_ships_the_packages_py_typed_and_entry_points(wheel):
     names = set(wheel.namelist())
     for path in ("zoo/__init__.py", "zoo/py.typed", "zoo/hookspec.py", "plugins/__init__.py",
-                 "plugins/pure/__init__.py", "zoo/nn/model.py", "zoo/formats/gguf.py", "plugins/hf/__init__.py"):
+                 "plugins/pure/__init__.py", "zoo/nn/model.py", "zoo/formats/gguf.py", "plugins/hf/__init__.py",
+                 "zoo/schemas/check.schema.json", "zoo/schemas/bench.schema.json"):
         assert path in names, path
     assert not any("__pycache__" in n or n.startswith("tests/") for n in names)
     info = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))

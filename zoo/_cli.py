@@ -14,7 +14,9 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
@@ -24,6 +26,7 @@ from ._config import PRESETS, GPT2Config
 from ._errors import CapabilityError, ConfigError, InvalidInputError, WeightsMismatchError, ZooError
 from ._inputs import SEED_LIMIT
 from ._registry import _natural_key, broken_plugins, distribution_of, get_variant, list_variants
+from .progress import Progress
 
 __all__ = ["main"]
 
@@ -183,9 +186,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .formats import FORMATS
 
     config = _config(args.config)
+
+    def tensors(done: int, total: int) -> None:
+        if progress.total != total:
+            progress.set_total(total)
+            if progress.bar:  # off a terminal the command stays silent until its one line, as before
+                progress(f"writing {total} tensors to {args.dst}")
+        progress.advance()
+
+    progress = Progress("zoo convert", quiet=args.quiet, unit="tensor")
     try:
-        dst = convert(args.src, args.dst, to=args.to, dtype=args.dtype, force=args.force,
-                      allow_nonfinite=args.allow_nonfinite, config=config, layout=args.layout)
+        with progress:
+            dst = convert(args.src, args.dst, to=args.to, dtype=args.dtype, force=args.force,
+                          allow_nonfinite=args.allow_nonfinite, config=config, layout=args.layout, progress=tensors)
     except ZooError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         if len(lines) > 1:  # a mismatch report lists its problems line by line; a command-line error is one line
@@ -236,11 +249,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.no_fidelity:
         settings = dataclasses.replace(settings, fidelity=False)
 
-    def progress(line: str) -> None:
-        print(f"zoo bench: {line}", file=sys.stderr, flush=True)
+    def step(n: int, total: int) -> None:
+        if progress.total != total:
+            progress.set_total(total)
+        progress.advance(n)
 
-    report = add_ratios(run_bench(args.names, peers=args.peer, config=config, device=device, dtype=args.dtype,
-                                  threads=args.threads, settings=settings, progress=progress))
+    with Progress("zoo bench", bar=False if args.json else None, quiet=args.quiet) as progress:
+        report = add_ratios(run_bench(args.names, peers=args.peer, config=config, device=device, dtype=args.dtype,
+                                      threads=args.threads, settings=settings, progress=progress, on_step=step))
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -276,7 +292,9 @@ def _writable(path: Path, option: str = "--json") -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="zoo", description="GPT-2 implementations behind one interface.")
     parser.add_argument("--version", action="version", version=f"gpt2-zoo {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what the zoo does")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log what the zoo does, with the warnings and log lines of the libraries it uses")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines: results and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("list", help="list the registered variants")
@@ -392,17 +410,104 @@ def _failing(error: ZooError) -> Callable[[argparse.Namespace], int]:
     return func
 
 
+# -- what reaches the terminal ------------------------------------------------------------------
+OURS = ("zoo", "conformance")  # logger names whose records are our own lines
+
+
+class _OwnLines(logging.Filter):
+    """Without ``-v``, only our own records: libraries' log lines and warnings stay out of the output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.split(".")[0] in OURS
+
+
+class _Formatter(logging.Formatter):
+    """``zoo: LEVEL: message``; with ``-v`` a library's record also names its logger."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.name.split(".")[0] in OURS:
+            return f"zoo: {record.levelname}: {text}"
+        return f"zoo: {record.levelname}: [{record.name}] {text}"
+
+
+def _log_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: Any = None, line: str | None = None) -> None:
+    """``warnings.showwarning`` for the command line: a warning is a log record of ``py.warnings``."""
+    logging.getLogger("py.warnings").warning("%s: %s (%s:%d)", category.__name__, message, filename, lineno)
+
+
+# Libraries that configure their own loggers when imported; without -v they say only errors. torch and
+# transformers read these when first imported (zoo list never imports them); the commands' worker
+# processes (zoo bench) inherit them.
+_QUIET_ENV = {"TORCH_LOGS": "-torch", "TRANSFORMERS_VERBOSITY": "error", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+_QUIET_LOGGERS = ("torch", "transformers", "huggingface_hub")  # for those already imported (tests call main)
+
+
+@contextmanager
+def _output(verbose: bool) -> Iterator[None]:
+    """While a command runs: warnings become log records, and without ``verbose`` only ours are shown.
+
+    The filtering is the command line's alone: importing the library changes no warning filter or logger.
+    """
+    handler: logging.Handler | None = None
+    root = logging.getLogger()
+    if not root.handlers:  # as logging.basicConfig: a host that configured logging keeps its own
+        handler = logging.StreamHandler()
+        handler.setFormatter(_Formatter())
+        root.addHandler(handler)
+    saved_level = root.level
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    saved_env = {name: os.environ.get(name) for name in _QUIET_ENV}
+    saved_levels = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
+    if not verbose:
+        if handler is not None:
+            handler.addFilter(_OwnLines())
+        for name, default in _QUIET_ENV.items():
+            os.environ.setdefault(name, default)
+        for name in _QUIET_LOGGERS:
+            if name in sys.modules:
+                logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _log_warning
+            yield
+    finally:
+        for name, saved in saved_env.items():
+            if saved is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = saved
+        for name, level in saved_levels.items():
+            logging.getLogger(name).setLevel(level)
+        root.setLevel(saved_level)
+        if handler is not None:
+            root.removeHandler(handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # configured before the parser is built: building it discovers the plugins (they may add commands),
     # and a broken plugin's warning must read like every other line of ours
-    logging.basicConfig(level=logging.WARNING, format="zoo: %(levelname)s: %(message)s")
+    with _output(_verbose(sys.argv[1:] if argv is None else argv)):
+        return _main(argv)
+
+
+def _verbose(argv: Sequence[str]) -> bool:
+    """Whether ``-v`` is among the options before the command (known before the parser is built)."""
+    for arg in argv:
+        if arg in ("-v", "--verbose"):
+            return True
+        if not arg.startswith("-"):
+            return False
+    return False
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already reported in one line
         return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    if args.verbose:
-        logging.getLogger().setLevel(logging.INFO)
     try:
         return int(args.func(args) or 0)
     except ZooError as exc:  # one line, whatever the message: a report that lists its problems line by line is joined

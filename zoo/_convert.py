@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +42,13 @@ log = logging.getLogger("zoo")
 class _Prepared(Prepared):
     """Canonical weights cast to the precision ``fmt`` stores each in, and checked to be finite."""
 
-    def __init__(self, weights: CanonicalWeights, fmt: Format, dtype: str, allow_nonfinite: bool) -> None:
+    def __init__(self, weights: CanonicalWeights, fmt: Format, dtype: str, allow_nonfinite: bool,
+                 progress: Callable[[int, int], None] | None = None) -> None:
         self._weights, self._fmt, self._dtype, self._allow_nonfinite = weights, fmt, dtype, allow_nonfinite
         self._shapes = canonical_shapes(weights.config)
         self.config = weights.config
+        self._progress = progress
+        self._seen: set[str] = set()
 
     def stored_dtype(self, name: str) -> str:
         return self._fmt.stored_dtype(name, self._shapes[name], self._dtype)
@@ -60,6 +63,9 @@ class _Prepared(Prepared):
         # read_weights checked the source; rounding (float64 to float32 too) may overflow to Inf
         if not self._allow_nonfinite and tensor is not source:
             refuse_nonfinite(name, tensor, f" after rounding to {stored}" if stored != "float32" else "")
+        if self._progress is not None and name not in self._seen:  # a writer may read a tensor twice
+            self._seen.add(name)
+            self._progress(len(self._seen), len(self._weights))
         return tensor
 
     def __iter__(self) -> Iterator[str]:
@@ -159,6 +165,7 @@ def convert(
     allow_nonfinite: bool = False,
     config: GPT2Config | None = None,
     layout: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Convert the GPT-2 weights in ``src`` to format ``to`` at ``dst``; return ``dst``.
 
@@ -173,6 +180,7 @@ def convert(
     :param allow_nonfinite: write NaN and Inf instead of refusing them.
     :param config: overrides the config the source carries (or supplies a missing one).
     :param layout: key layout of a bare state dict source (``hf``, ``nanogpt``, ``canonical``).
+    :param progress: called with ``(done, total)`` as each tensor is made ready to write.
     :raises WeightsError: for a bad request or bad weights; nothing is written.
     :raises WeightsSourceError: for a source that cannot be read; nothing is written.
     """
@@ -186,7 +194,7 @@ def convert(
             src, config=config, layout=layout, dequantize=True, allow_nonfinite=allow_nonfinite
         )
         _check_epsilon(found, fmt)
-        prepared = _Prepared(weights, fmt, dtype, allow_nonfinite)
+        prepared = _Prepared(weights, fmt, dtype, allow_nonfinite, progress)
         _check_space(dst, _output_bytes(prepared))
         _write_and_rename(fmt, prepared, found, dst, dtype)
     log.info("wrote %s (%s, %s) for %s", dst, fmt.name, dtype, found)

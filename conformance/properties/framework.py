@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from hypothesis import note, seed, settings
+from hypothesis import Phase, note, seed, settings
 
 import zoo
 
@@ -29,6 +29,7 @@ from ..models import canonical_weights, reference_logits, variant_model
 
 if TYPE_CHECKING:
     import torch
+    from hypothesis.database import ExampleDatabase
 
 __all__ = [
     "Built",
@@ -100,17 +101,29 @@ class Property:
     build: Callable[[Context], Built]
     requires: Callable[[zoo.Capabilities], str | None] = lambda caps: None  # a reason to skip, or None
 
-    def test(self, ctx: Context, profile: settings, seed_value: int | None = None) -> Callable[[], None]:
+    def test(self, ctx: Context, profile: settings, seed_value: int | None = None, *,
+             database: ExampleDatabase | None = None, replay: bool = False) -> Callable[[], None]:
         """The property's test for ``ctx``, under ``profile`` (and ``seed_value``).
 
         The hypothesis test runs first, so a failure shrinks to a small
         counterexample; the pinned cases (the 124M shape) run after it.
+        ``database``: where failing examples are saved and replayed from
+        (the profile's own, none, otherwise). ``replay``: run only the
+        examples stored in ``database`` (hypothesis' reuse phase), not the
+        explicit, generated or pinned ones; hypothesis raises ``SkipTest``
+        when it holds none.
         """
         given_test, pinned = self.build(ctx)
         inner = given_test.hypothesis.inner_test  # type: ignore[attr-defined]
-        test = settings(profile)(given_test)
+        test = given_test
         if seed_value is not None and not profile.derandomize:
             test = seed(seed_value)(test)
+        # after seed(), which would set database=None; a derandomised profile still replays and saves
+        overrides: dict[str, Any] = {} if database is None else {"database": database}
+        if replay:
+            overrides["phases"] = (Phase.reuse,)
+            pinned = []
+        test = settings(profile, **overrides)(test)
 
         def run() -> None:
             test()
@@ -125,7 +138,8 @@ class Property:
                     raise
                 finally:
                     ctx.pinned_notes = None
-            ctx.judge(self.name).assert_top1()  # a distribution-level measure: over the whole run
+            if not replay:  # a distribution-level measure: over the whole run, not a few replayed examples
+                ctx.judge(self.name).assert_top1()
 
         return run
 

@@ -24,6 +24,7 @@ __all__ = ["REFERENCE_DTYPE", "NoReferenceError", "Settings", "Subject", "family
 log = logging.getLogger("zoo")
 
 REFERENCE_DTYPE = "float32"  # every ratio is against the reference at float32, in the same run
+SCHEMA = "gpt2-zoo/bench/1"  # the layout of the report and of --json files: zoo/schemas/bench.schema.json
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class Settings:
     new_tokens: int = 128
     bandwidth_bytes: int = 1 << 30  # buffer streamed to measure memory bandwidth: far beyond any cache
     fidelity: bool = True  # also measure each subject on learned weights (zoo.fidelity), after its timings
+
+    def steps(self) -> int:
+        """The progress lines one subject's worker prints: its load, then each measurement's warm-up and runs."""
+        return 1 + (len(self.prefill) + len(self.decode)) * (min(self.warmup, 1) + self.runs)
 
     @classmethod
     def full(cls) -> Settings:
@@ -163,6 +168,7 @@ def subjects_for(names: Sequence[str], peers: Sequence[str], dtype: str | None, 
 
 
 def default_work_dir() -> Path:
+    """``zoo.cache_dir("bench")``: ``$ZOO_CACHE/bench``, else ``$XDG_CACHE_HOME/gpt2-zoo/bench``..."""
     return zoo.cache_dir("bench")
 
 
@@ -189,8 +195,9 @@ class Result:
                 "reason": self.reason, **self.figures}
 
 
-def _worker(spec: dict[str, Any], threads: int, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Run one worker process; relay its progress lines; return its JSON result."""
+def _worker(spec: dict[str, Any], threads: int, progress: Callable[[str], None],
+            step: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """Run one worker process; relay its progress lines (each a ``step``); return its JSON result."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)  # every pool in the worker gets the same, deliberate thread count
@@ -203,6 +210,7 @@ def _worker(spec: dict[str, Any], threads: int, progress: Callable[[str], None])
             tail = [*tail[-20:], line]
             if line.startswith(f"{spec.get('label')}: "):  # the worker's own lines, not libraries' chatter
                 progress(line)
+                step()
         out = proc.stdout.read().strip().splitlines()
     if proc.returncode != 0 or not out:
         return {"status": "error", "reason": f"the worker exited with {proc.returncode}: " + " | ".join(tail[-3:])}
@@ -223,9 +231,13 @@ def run_bench(
     settings: Settings | None = None,
     work_dir: Path | None = None,
     progress: Callable[[str], None] = lambda line: None,
+    on_step: Callable[[int, int], None] = lambda done, total: None,
 ) -> dict[str, Any]:
     """Measure the reference, the variants ``names`` and the ``peers`` on one set of weights.
 
+    ``progress`` is called with a line at each phase of each subject;
+    ``on_step(n, total)`` with ``n`` steps just finished out of ``total``
+    (the bandwidth, then each subject's :meth:`Settings.steps`).
     Returns the report :mod:`zoo.bench.report` prints and ``--json`` writes.
     """
     config = config or GPT2Config()
@@ -240,16 +252,19 @@ def run_bench(
     work_dir = work_dir or default_work_dir()
     weights_dir = prepare_weights(config, work_dir)
     started = time.time()
+    per_subject, total = settings.steps(), 1 + len(subjects) * settings.steps()
     progress(f"measuring memory bandwidth ({threads} threads)")
     bandwidth = _worker({"bandwidth": settings.bandwidth_bytes, "threads": threads, "device": device}, threads, progress)
     if bandwidth.get("status") != "ok":
         raise ZooError(f"could not measure memory bandwidth: {bandwidth.get('reason')}")
+    on_step(1, total)
     results = []
     for i, subject in enumerate(subjects, 1):
         label = f"[{i}/{len(subjects)}] {subject.label}"
         if subject.skip:
             progress(f"{label}: skipped: {subject.skip}")
             results.append(Result(subject, "skipped", subject.skip))
+            on_step(per_subject, total)
             continue
         spec = {"subject": asdict(subject), "label": label, "weights_dir": str(weights_dir),
                 "work_dir": str(work_dir / "peers"), "device": device, "threads": threads,
@@ -257,12 +272,21 @@ def run_bench(
                 "decode": settings.decode, "prompt_tokens": settings.prompt_tokens,
                 "new_tokens": settings.new_tokens, "vocab_size": config.vocab_size,
                 "reference": subjects[0].name if settings.fidelity else None}
-        figures = _worker(spec, threads, progress)
+        seen = 0
+
+        def step() -> None:
+            nonlocal seen
+            seen += 1
+            on_step(1, total)
+
+        figures = _worker(spec, threads, progress, step)
+        on_step(max(per_subject - seen, 0), total)  # a failed worker stops early; its steps are over too
         status, reason = figures.pop("status", "error"), figures.pop("reason", "")
         if status != "ok":
             progress(f"{label}: failed: {reason}")
         results.append(Result(subject, status, reason, figures))
     return {
+        "schema": SCHEMA,
         "machine": describe(device),
         "device": device,
         "threads": threads,
