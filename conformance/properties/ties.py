@@ -19,7 +19,7 @@ from hypothesis import given
 from .. import pinned
 from .. import strategies as s
 from ..models import canonical_weights
-from .framework import Built, Context, id_tensor, logits_of, references
+from .framework import Built, Context, References, id_tensor, logits_of, references
 
 __all__ = ["build"]
 
@@ -67,7 +67,7 @@ def build(ctx: Context) -> Built:
             logits_of(model, ids[:, :1], input_pos=torch.arange(1))
             steps = torch.cat([logits_of(model, ids[:, t : t + 1], input_pos=torch.tensor([t])) for t in range(1, T)],
                               dim=1)  # (1, T - 1, V): every position decoded one token at a time
-            later = {name: tensor[:, 1:] for name, tensor in ref.items()}
+            later = References(hf64=ref["hf64"][:, 1:], hf_dtype=ref["hf_dtype"][:, 1:])
             what = f"decode-step logits (through the KV cache) after {how}: {untied}"
             if ctx.caps.exact:
                 judge.assert_close(what, steps, later["hf64"], dtype=ctx.dtype_name, **later)
