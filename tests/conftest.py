@@ -10,9 +10,6 @@ import torch
 torch.set_num_threads(int(os.environ.get("ZOO_TEST_THREADS", "1")))
 os.environ.setdefault("ZOO_OFFLINE", "1")  # the tokenizer never tries the network in tests
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# the harness's learned weights are trained once and kept here, not in the user's cache
-os.environ.setdefault("ZOO_CACHE", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                                ".zoo-cache"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -20,7 +17,8 @@ def example_database(tmp_path_factory):
     """``zoo check`` in a test keeps its failing examples (and hypothesis' other files) in temporary folders."""
     folder = tmp_path_factory.mktemp("hypothesis-db")
     os.environ["ZOO_HYPOTHESIS_DB"] = str(folder)  # read by zoo check, in-process and in subprocesses
-    os.environ["ZOO_CACHE"] = str(tmp_path_factory.mktemp("zoo-cache"))  # and hypothesis' other files
+    # hypothesis' other files and the learned-weights preset (trained once per run) too
+    os.environ["ZOO_CACHE"] = str(tmp_path_factory.mktemp("zoo-cache"))
     return folder
 
 
