@@ -134,7 +134,8 @@ def test_steps_add_up_to_the_total_the_progress_bar_is_given(report: dict[str, A
     steps = report["steps"]
     assert {total for _, total in steps} == {1 + 4 * SETTINGS.steps()}  # the bandwidth, then four subjects
     assert sum(n for n, _ in steps) == steps[0][1]
-    assert SETTINGS.steps() == 1 + (2 + 2) * (1 + 2)  # load; four measurements of a warm-up and two runs
+    # load; four measurements of a warm-up and two runs; fidelity
+    assert SETTINGS.steps() == 1 + (2 + 2) * (1 + 2) + 1
 
 
 def test_the_work_folder_follows_zoo_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

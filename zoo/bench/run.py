@@ -41,8 +41,9 @@ class Settings:
     fidelity: bool = True  # also measure each subject on learned weights (zoo.fidelity), after its timings
 
     def steps(self) -> int:
-        """The progress lines one subject's worker prints: its load, then each measurement's warm-up and runs."""
-        return 1 + (len(self.prefill) + len(self.decode)) * (min(self.warmup, 1) + self.runs)
+        """The progress lines one subject's worker prints: its load, each measurement's warm-up and runs, and
+        its fidelity."""
+        return 1 + (len(self.prefill) + len(self.decode)) * (min(self.warmup, 1) + self.runs) + int(self.fidelity)
 
     @classmethod
     def full(cls) -> Settings:
