@@ -14,7 +14,7 @@ The graph returns the logits of every position and takes and returns the
 past keys and values, so the KV cache (``setup_caches`` and ``input_pos``)
 and left padding (``attention_mask``, positions ``cumsum(mask) - 1``) work as
 the interface asks. It is exported once per config and cached on disk
-(:mod:`plugins.onnxruntime.model` says how weights are swapped in); the
+(:mod:`plugins.onnxruntime.graph` says how weights are swapped in); the
 quantisations run again at each import, on the imported weights.
 
 Cannot: run on a GPU here, compute in another dtype than float32, train.
