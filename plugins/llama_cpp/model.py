@@ -39,6 +39,7 @@ log = logging.getLogger("zoo")
 
 _GGML_TYPE_BF16 = 30  # ggml.h; llama_cpp exports only some of the GGML_TYPE_* constants
 _PAD = 256  # llama.cpp rounds context sizes up to this
+MIN_VOCAB = 256  # ids 0-255 are GPT-2's bytes; a vocabulary with no merge beyond them does not load
 #: scheme -> (the GGUF zoo.convert writes, llama.cpp's quantisation of it or None)
 SCHEMES = {"float32": ("float32", None), "bfloat16": ("bfloat16", None),
            "q8_0": ("float32", "LLAMA_FTYPE_MOSTLY_Q8_0"), "q4_0": ("float32", "LLAMA_FTYPE_MOSTLY_Q4_0")}
@@ -110,6 +111,10 @@ class LlamaCppGPT2(zoo.GPT2):
             scheme = name
         elif name != "float32":
             raise zoo.CapabilityError(f"the {scheme} variant computes in float32 only, not {name}")
+        if config.vocab_size <= MIN_VOCAB:
+            raise zoo.CapabilityError(
+                f"llama.cpp cannot load a GPT-2 vocabulary of {config.vocab_size} ids: its BPE loader needs at "
+                f"least one merge, and GPT-2's first merge makes id {MIN_VOCAB}; use vocab_size > {MIN_VOCAB}")
         model = cls(config, scheme)
         model.import_weights(weights if weights is not None
                              else zoo.random_weights(config, seed=int(torch.randint(2**31, ()))))
