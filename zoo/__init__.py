@@ -25,7 +25,7 @@ from ._errors import (
 )
 from ._generate import generate, sampling_distribution, stream
 from ._inputs import check_cache_size, check_inputs
-from ._interface import GPT2, Capabilities, Fidelity, Tolerances, Variant
+from ._interface import GPT2, Capabilities, Fidelity, Tolerances, Variant, missing_modules
 from ._load import load
 from ._random import random_weights
 from ._registry import (
@@ -76,6 +76,7 @@ __all__ = [
     "hookimpl",
     "list_variants",
     "load",
+    "missing_modules",
     "open_weights",
     "plugin_manager",
     "random_weights",

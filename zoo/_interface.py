@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,7 @@ from ._errors import CapabilityError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["GPT2", "Capabilities", "Fidelity", "Tolerances", "Variant"]
+__all__ = ["GPT2", "Capabilities", "Fidelity", "Tolerances", "Variant", "missing_modules"]
 
 
 class GPT2(abc.ABC):
@@ -201,3 +202,22 @@ class Variant:
             return self.unavailable()
         except Exception as exc:  # noqa: BLE001  # a check that crashes means it cannot tell: say so
             return f"its availability check raised {type(exc).__name__}: {exc}"
+
+
+def missing_modules(*modules: str, install: str) -> str | None:
+    """``None`` when every one of ``modules`` is installed; otherwise which is not, and ``install``, the fix.
+
+    What a variant that needs an optional package gives as ``unavailable``
+    (``lambda: zoo.missing_modules("onnxruntime", install="pip install ...")``).
+    It looks the modules up without importing them, so ``zoo list`` stays fast
+    and imports nothing heavy; a module that is installed but broken is
+    reported when a model is built.
+    """
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a parent package that is missing, or a half-imported module
+            found = False
+        if not found:
+            return f"{module} is not installed: {install}"
+    return None

@@ -1,0 +1,161 @@
+"""GPT-2 run by CTranslate2: the model spec made from canonical weights, and the model.
+
+CTranslate2's own converter reads a Hugging Face model folder through
+transformers; here its model spec (``TransformerDecoderModelSpec``, what that
+converter's GPT-2 loader fills) is filled straight from the canonical weights,
+so an import writes no Hugging Face folder and loads no transformers model.
+The spec is saved in float32 to a temporary folder and loaded by a
+``ctranslate2.Generator`` at the compute type asked for (``int8_float32``
+quantises the weights as it loads them); the folder is deleted once loaded.
+
+Logits come from ``Generator.forward_batch``, which returns those of every
+position. It keeps no cache between calls, so the variant declares no KV
+cache. A left-padded row is run as its real tokens alone (what a mask selects,
+at positions ``0...``): CTranslate2 pads a batch of unequal rows itself, on
+the right.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import zoo
+from zoo.weight_map import checked
+
+if TYPE_CHECKING:
+    import torch
+
+COMPUTE_TYPES = {"float32": "float32", "int8": "int8_float32"}
+
+
+def spec(config: zoo.GPT2Config, weights: Mapping[str, np.ndarray]) -> Any:
+    """CTranslate2's model spec of GPT-2 holding canonical ``weights`` (float32, ``nn.Linear`` orientation)."""
+    from ctranslate2.specs import common_spec, transformer_spec
+
+    model = transformer_spec.TransformerDecoderModelSpec.from_config(
+        config.n_layer, config.n_head, pre_norm=True, activation=common_spec.Activation.GELUTanh)
+    # CTranslate2's GPT-2 converter leaves this unset (its default is 1e-5, GPT-2's): set it for other configs
+    model.config.layer_norm_epsilon = config.layer_norm_epsilon
+    decoder = model.decoder
+    decoder.scale_embeddings = False
+    decoder.embeddings.weight = weights["wte.weight"]
+    decoder.position_encodings.encodings = weights["wpe.weight"]
+    decoder.layer_norm.gamma, decoder.layer_norm.beta = weights["ln_f.weight"], weights["ln_f.bias"]
+    decoder.projection.weight = weights["wte.weight"]  # the tied head: the saved model aliases the two
+
+    def linear(target: Any, name: str) -> None:
+        target.weight, target.bias = weights[name + ".weight"], weights[name + ".bias"]
+
+    for i, layer in enumerate(decoder.layer):
+        p = f"h.{i}."
+        attention, ffn = layer.self_attention, layer.ffn
+        attention.layer_norm.gamma, attention.layer_norm.beta = weights[p + "ln_1.weight"], weights[p + "ln_1.bias"]
+        linear(attention.linear[0], p + "attn.c_attn")
+        linear(attention.linear[1], p + "attn.c_proj")
+        ffn.layer_norm.gamma, ffn.layer_norm.beta = weights[p + "ln_2.weight"], weights[p + "ln_2.bias"]
+        linear(ffn.linear_0, p + "mlp.c_fc")
+        linear(ffn.linear_1, p + "mlp.c_proj")
+    tokens = [f"<{i}>" for i in range(config.vocab_size)]  # ids are what the model is given; names only label them
+    model.register_vocabulary(tokens)
+    model.config.bos_token = model.config.eos_token = model.config.unk_token = tokens[config.eos_token_id]
+    return model
+
+
+def generator(config: zoo.GPT2Config, weights: Mapping[str, np.ndarray], compute_type: str, threads: int) -> Any:
+    """A ``ctranslate2.Generator`` on the CPU holding ``weights`` at ``compute_type``."""
+    import ctranslate2
+
+    model = spec(config, weights)
+    model.validate()
+    model.optimize(quantization="float32")
+    with tempfile.TemporaryDirectory(prefix="zoo-ctranslate2-") as tmp:
+        model.save(tmp)
+        return ctranslate2.Generator(tmp, device="cpu", compute_type=compute_type, intra_threads=threads,
+                                     inter_threads=1)
+
+
+class CTranslate2GPT2(zoo.GPT2):
+    """``zoo.GPT2`` run by a CTranslate2 ``Generator``, made on the first forward after an import."""
+
+    def __init__(self, config: zoo.GPT2Config, scheme: str = "float32") -> None:
+        if scheme not in COMPUTE_TYPES:
+            raise ValueError(f"unknown scheme {scheme!r}; choose from {', '.join(COMPUTE_TYPES)}")
+        self.config, self.scheme = config, scheme
+        self.weights: dict[str, np.ndarray] = {}
+        self.generator: Any = None
+        self.threads: int | None = None  # intra-op threads; None: torch.get_num_threads() when it is made
+
+    @classmethod
+    def build(cls, config: zoo.GPT2Config, *, device: Any = "cpu", dtype: Any = None,
+              weights: Mapping[str, Any] | None = None, scheme: str = "float32") -> CTranslate2GPT2:
+        import torch
+
+        if torch.device(device).type != "cpu":
+            raise zoo.CapabilityError(f"the CTranslate2 variants run on the CPU only, not on {str(device)!r}")
+        if dtype is not None and str(dtype).removeprefix("torch.") != "float32":
+            raise zoo.CapabilityError(f"the CTranslate2 variants compute in float32 only here, not {dtype} "
+                                      "(this CPU offers no bfloat16 compute type)")
+        model = cls(config, scheme)
+        model.import_weights(weights if weights is not None
+                             else zoo.random_weights(config, seed=int(torch.randint(2**31, ()))))
+        return model
+
+    @property
+    def device(self) -> torch.device:
+        import torch
+
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        import torch
+
+        return torch.float32
+
+    def import_weights(self, weights: Mapping[str, Any]) -> None:
+        import torch
+
+        own = {}
+        for name, value in checked(weights, self.config).items():  # one tensor at a time
+            if not isinstance(value, np.ndarray):
+                value = torch.as_tensor(value).detach().to("cpu", torch.float32).numpy()
+            own[name] = np.array(value, dtype=np.float32, copy=True)  # the model's own copy
+        self.weights, self.generator = own, None
+
+    def export_weights(self) -> dict[str, torch.Tensor]:
+        """Copies of the float32 weights imported (CTranslate2 does not give back the int8 ones it holds)."""
+        import torch
+
+        return {name: torch.from_numpy(array.copy()) for name, array in self.weights.items()}
+
+    def _generator(self) -> Any:
+        if self.generator is None:
+            import torch
+
+            self.generator = generator(self.config, self.weights, COMPUTE_TYPES[self.scheme],
+                                       self.threads or torch.get_num_threads())
+        return self.generator
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                input_pos: torch.Tensor | None = None) -> torch.Tensor:
+        import torch
+
+        zoo.check_inputs(self.config, input_ids, attention_mask, input_pos, device=self.device)
+        if input_pos is not None:
+            raise zoo.CapabilityError("the CTranslate2 variants have no KV cache (forward_batch keeps none); "
+                                      "run full forwards instead")
+        ids = input_ids.numpy()
+        B, T = ids.shape
+        keep = np.ones((B, T), dtype=bool) if attention_mask is None else attention_mask.numpy().astype(bool)
+        rows = [ids[b][keep[b]].tolist() for b in range(B)]  # each row's real tokens, at positions 0...
+        logits = np.zeros((B, T, self.config.vocab_size), dtype=np.float32)  # padded positions: zeros
+        ran = [b for b in range(B) if rows[b]]
+        if ran:
+            out = np.asarray(self._generator().forward_batch([rows[b] for b in ran]))  # (B', T', V), right-padded
+            for i, b in enumerate(ran):
+                logits[b, keep[b]] = out[i, : len(rows[b])]
+        return torch.from_numpy(logits)
