@@ -234,10 +234,23 @@ def _render(rows: Sequence[Sequence[str]]) -> str:
 
 
 def table(results: Sequence[PropertyResult]) -> str:
-    """One row per variant and property: status, examples, worst error / bound, time."""
+    """One row per variant and property: status, examples, worst error / bound, time.
+
+    A variant whose every property was skipped for one reason (an engine not
+    installed, a device it does not run on) is one row: ``(all)``.
+    """
     head = ("variant", "property", "result", "examples", "worst / bound", "time")
     rows: list[tuple[str, ...]] = [head]
+    by_variant: dict[str, list[PropertyResult]] = {}
     for r in results:
+        by_variant.setdefault(r.variant, []).append(r)
+    collapsed = {v for v, rs in by_variant.items()
+                 if len(rs) > 1 and all(r.status == "skip" for r in rs) and len({r.message for r in rs}) == 1}
+    for r in results:
+        if r.variant in collapsed:
+            if r is by_variant[r.variant][0]:
+                rows.append((r.variant, "(all)", "skip", "", r.message, ""))
+            continue
         worst = ""
         if r.worst is not None and r.bound is not None and r.status != "skip":
             worst = f"{r.worst:.2e} / {r.bound:.2e} ({r.measure})"

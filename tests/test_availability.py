@@ -62,3 +62,12 @@ def test_zoo_check_runs_one_precision_of_a_spec(capsys: pytest.CaptureFixture[st
     assert "pure@bfloat16  logits" in out
     assert main(["check", "pure@float16", "--property", "logits"]) == 1
     assert "pure has no precision 'float16'" in capsys.readouterr().err
+
+
+def test_the_table_gives_an_unavailable_variant_one_row(unavailable: str) -> None:
+    results = runner.check_variant(unavailable, profile="quick", properties=["logits", "batch"])
+    results += runner.check_variant("pure", profile="quick", properties=["determinism"])
+    lines = runner.table(results).splitlines()
+    assert [line.split()[:3] for line in lines[2:]] == [
+        ["needs-fakeengine", "(all)", "skip"], ["pure", "interface", "pass"], ["pure", "determinism", "pass"]]
+    assert MISSING in lines[2]

@@ -31,8 +31,10 @@ def cached_model(name: str) -> zoo.GPT2:
     return model_of(name)
 
 
-def close(a: torch.Tensor, b: torch.Tensor) -> bool:
+def close(a: torch.Tensor, b: torch.Tensor, name: str = "") -> bool:
     atol = 1e-4 if a.dtype == torch.float32 else 2e-2  # bfloat16 activations round differently per chunk
+    if name and not zoo.get_variant(name).capabilities.exact:
+        atol = 2e-2  # int8 activations are scaled per call (ONNX Runtime's dynamic W8A8): a chunk rounds its own way
     return bool(torch.allclose(a.float(), b.float(), atol=atol, rtol=0))
 
 
@@ -100,7 +102,7 @@ def test_going_back_overwrites_from_there_and_forgets_the_rest(name):
         expected = model(torch.cat([ids[:, :2], other], dim=1))
         with pytest.raises(zoo.InvalidInputError, match="slot 5 would hold no keys"):
             model(ids[:, :2], input_pos=torch.arange(6, 8))
-    assert close(rewritten, expected[:, 2:])
+    assert close(rewritten, expected[:, 2:], name)
 
 
 def test_check_inputs_without_a_cursor_still_refuses_what_one_call_can_show():

@@ -200,7 +200,7 @@ class PlantedBug:
     summary: str
     also: tuple[str, ...] = ()  # other properties that must fail it too
     trainable: bool = True  # declared; a bug that training would catch hides better without it
-    scheme: str | None = None  # declared approximate, with this zoo.nn scheme's dtype and tolerances
+    like: str | None = None  # declared as this built-in variant is (an approximate one: its dtype and tolerances)
 
 
 CATALOGUE: tuple[PlantedBug, ...] = (
@@ -240,14 +240,14 @@ CATALOGUE: tuple[PlantedBug, ...] = (
                "top-k and top-p filter the logits before the temperature divides them"),
     PlantedBug("int8-activations", QuantisedActivations, "fidelity",
                "declared int8 weight-only, but activations are rounded to int8 per token as well (naive W8A8)",
-               trainable=False, scheme="int8"),
+               trainable=False, like="quantised"),
 )
 
 
 def variant(bug: PlantedBug) -> zoo.Variant:
     """The zoo.Variant of a planted bug: pure's capabilities, float32 only (to keep the tests cheap)."""
-    if bug.scheme is not None:  # what the zoo's variant of that scheme declares
-        declared = next(v for v in map(zoo.get_variant, zoo.list_variants()) if v.precision == bug.scheme)
+    if bug.like is not None:
+        declared = zoo.get_variant(bug.like)
         return dataclasses.replace(declared, name=f"planted-{bug.name}", build=bug.model.build,
                                    summary=f"{declared.name} with a planted bug: {bug.summary}")
     return zoo.Variant(
