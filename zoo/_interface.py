@@ -14,7 +14,7 @@ from ._errors import CapabilityError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["GPT2", "Capabilities", "Fidelity", "Tolerances", "Variant", "missing_modules"]
+__all__ = ["GPT2", "PRECISIONS", "Capabilities", "Fidelity", "Precision", "Tolerances", "Variant", "missing_modules"]
 
 
 class GPT2(abc.ABC):
@@ -166,6 +166,33 @@ class Tolerances:
 
 
 @dataclass(frozen=True)
+class Precision:
+    """How weights are stored: a row of :data:`PRECISIONS`, named by a dtype or by ``Variant.precision``."""
+
+    name: str
+    family: str  # what zoo bench compares like with like: float32, bfloat16, int8, int4...
+    # bits stored per weight: the data, plus the block scales of formats that fix them (q8_0 and q4_0 keep one
+    # float16 scale per 32 weights). The int8 and int4 rows count the data alone: their scales and zero points
+    # vary by scheme, and so every format of the family reads at least this much.
+    bits: float
+
+
+#: Every precision the zoo knows, by name: the dtypes, and what a variant may declare as ``Variant.precision``.
+#: Read by ``zoo.load`` (will the weights fit?) and ``zoo bench`` (family, decode floor). A variant storing its
+#: weights in a way not listed here adds a row.
+PRECISIONS: dict[str, Precision] = {p.name: p for p in (
+    Precision("float64", "float64", 64),
+    Precision("float32", "float32", 32),
+    Precision("bfloat16", "bfloat16", 16),
+    Precision("float16", "float16", 16),
+    Precision("int8", "int8", 8),
+    Precision("int4", "int4", 4),
+    Precision("q8_0", "int8", 8.5),  # GGUF Q8_0: blocks of 32 int8 and one float16 scale, 34 bytes
+    Precision("q4_0", "int4", 4.5),  # GGUF Q4_0: blocks of 32 4-bit values and one float16 scale, 18 bytes
+)}
+
+
+@dataclass(frozen=True)
 class Variant:
     """A named GPT-2 implementation, as plugins declare it to the zoo.
 
@@ -185,14 +212,28 @@ class Variant:
     capabilities: Capabilities = field(default_factory=Capabilities)
     tolerances: Tolerances = field(default_factory=Tolerances)
     notes: str = ""  # anything a user should know before choosing it (first-call cost...)
-    # what the weights are stored as where that is not the dtype ("int8", "int4" for weight-only
-    # quantisation with bfloat16 activations); "" means the dtype. zoo bench compares like with like by it.
+    # what the weights are stored as where that is not the dtype: a key of PRECISIONS ("int8", "int4" for
+    # weight-only quantisation with bfloat16 activations, "q8_0" for llama.cpp's blocks); "" means the dtype.
+    # Its row's family is what zoo bench compares the variant with (weight_precision()).
     precision: str = ""
     reference: bool = False  # the implementation the others are measured against (Hugging Face's: ``hf``)
     source: str = ""  # set by the registry: the distribution or place that registered it
     # why it cannot run here and how to fix that ("onnxruntime is not installed: pip install ..."), or None.
     # Called by `zoo list`, `zoo check` and `zoo bench`: keep it cheap (an import check, a version compare).
     unavailable: Callable[[], str | None] | None = None
+
+    def weight_precision(self, dtype: str) -> Precision:
+        """The row of :data:`PRECISIONS` its weights are stored in when it runs in ``dtype``.
+
+        The declared ``precision``, else ``dtype`` itself.
+
+        :raises CapabilityError: for a name that has no row, naming those that do.
+        """
+        name = self.precision or dtype
+        if name not in PRECISIONS:
+            raise CapabilityError(f"variant {self.name!r}: {name!r} is not a precision the zoo knows; "
+                                  f"use one of {', '.join(PRECISIONS)} (zoo.PRECISIONS)")
+        return PRECISIONS[name]
 
     def why_unavailable(self) -> str | None:
         """``None`` when the variant can run here; otherwise why not, and the fix."""
