@@ -29,7 +29,7 @@ def _row(label: str, tok_s: float, floor: float | None, kl: float | None) -> dic
 def test_bench_plot_draws_speed_against_floor_and_fidelity(tmp_path: Path) -> None:
     report = {"device": "cpu", "threads": 2, "bandwidth": {"bytes_per_s": 29e9},
               "results": [_row("hf generate float32", 40, 58, 0.0), _row("quantised int8", 150, 230, 2e-5),
-                          _row("a peer", 90, 100, None), {"label": "skipped", "status": "skipped"}]}
+                          _row("an engine", 90, 100, None), {"label": "skipped", "status": "skipped"}]}
     out = plot(report, tmp_path / "bench.png")
     assert out.read_bytes().startswith(PNG)
 

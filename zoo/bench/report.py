@@ -8,25 +8,19 @@ __all__ = ["add_ratios", "format_report", "streamed_bytes"]
 
 MiB = 1024 * 1024
 
-# bytes of one weight at each precision family: the data alone (scales, zero points and block headers
-# are left out, so every real format of the family reads at least this much)
-BYTES_PER_WEIGHT = {"float64": 8.0, "float32": 4.0, "bfloat16": 2.0, "float16": 2.0, "int8": 1.0, "int4": 0.5}
-
-
-def streamed_bytes(config: dict[str, Any], family: str) -> float | None:
-    """The fewest bytes one decoding step must read at ``family``'s width, whatever the batch.
+def streamed_bytes(config: dict[str, Any], bits_per_weight: float) -> float:
+    """The fewest bytes one decoding step must read at ``bits_per_weight``, whatever the batch.
 
     Every block's four matrices and the output head (``vocab x n_embd``, the
     tied ``wte``) are streamed whole; the embedding lookups read one row per
     token, so ``wpe`` and an untied copy of ``wte`` do not count; biases and
-    LayerNorms are counted at the same width. ``None`` for an unknown family.
+    LayerNorms are counted at the same width. ``bits_per_weight`` is the row of
+    :data:`zoo.PRECISIONS` a subject stores its weights in (``q8_0``: 8.5, its
+    block scales included).
     """
-    width = BYTES_PER_WEIGHT.get(family)
-    if width is None:
-        return None
     d, layers, vocab = config["n_embd"], config["n_layer"], config["vocab_size"]
     per_block = 12 * d * d + 13 * d  # c_attn 3d^2, attn.c_proj d^2, c_fc 4d^2, mlp.c_proj 4d^2; biases, LNs
-    return width * (layers * per_block + vocab * d + 2 * d)
+    return bits_per_weight / 8 * (layers * per_block + vocab * d + 2 * d)
 
 
 def _median(figures: dict[str, Any], *path: str) -> float | None:
@@ -51,7 +45,8 @@ def add_ratios(report: dict[str, Any]) -> dict[str, Any]:
     for row in rows:
         if row["status"] != "ok":
             continue
-        needed = streamed_bytes(report["config"], row["family"]) if "config" in report and "family" in row else None
+        bits = row.get("bits_per_weight")
+        needed = streamed_bytes(report["config"], bits) if "config" in report and bits else None
         if bandwidth and needed:
             # the fewest bytes a step reads, at the best streaming read measured: nothing decodes faster
             row["streamed_bytes"] = needed
@@ -161,6 +156,10 @@ def format_report(report: dict[str, Any]) -> str:
     if others:
         lines.append("")
         lines += [f"- {row['label']}: {row['status']}: {row['reason']}" for row in others]
+    undecoded = [row for row in rows if row["status"] == "ok" and row.get("decode_missing")]
+    if undecoded:
+        lines.append("")
+        lines += [f"- {row['label']}: no decode figures: {row['decode_missing']}" for row in undecoded]
     unjudged = [row for row in rows if row["status"] == "ok" and row.get("fidelity_missing")]
     if unjudged:
         lines.append("")
