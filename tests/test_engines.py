@@ -81,3 +81,12 @@ def test_engine_variant_conforms(name: str) -> None:
     failed = [r for r in results if r.status == "fail"]
     assert not failed, runner.failures(failed)
     assert {r.prop for r in results if r.status == "pass"} >= {"interface", "logits", "fidelity"}
+
+
+def test_llama_cpp_counts_the_tensors_it_holds_not_the_float32_copy() -> None:
+    pytest.importorskip("llama_cpp", reason="llama_cpp is not installed: llama.cpp's weight bytes are not checked")
+    config = zoo.GPT2Config(vocab_size=1024, n_positions=128, n_embd=96, n_layer=3, n_head=4)
+    held = {name: zoo.get_variant(name).build(config).weight_bytes()
+            for name in ("llama.cpp", "llama.cpp-q8_0", "llama.cpp-q4_0")}
+    assert held["llama.cpp"] == pytest.approx(4 * config.n_params, rel=0.01)  # F32, the tie once
+    assert held["llama.cpp-q4_0"] < held["llama.cpp-q8_0"] < held["llama.cpp"] / 3, held

@@ -151,6 +151,11 @@ class LlamaCppGPT2(zoo.GPT2):
 
         return {name: torch.from_numpy(array.copy()) for name, array in self.weights.items()}
 
+    def weight_bytes(self) -> int:
+        """Bytes of the tensors llama.cpp holds (``llama_model_size``: Q8_0 and Q4_0 with their block scales)."""
+        self._load()
+        return int(bindings().llama_model_size(self.model))
+
     def _load(self) -> None:
         if self.model is not None:
             return

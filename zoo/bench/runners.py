@@ -38,7 +38,13 @@ class Runner(abc.ABC):
 
     @abc.abstractmethod
     def load(self) -> None:
-        """Timed as load time: read the weights and make the model ready to run."""
+        """Timed as load time: read the weights and make the model ready to run.
+
+        Ready means it has computed the logits of one token: a variant that
+        builds its engine on the first forward after an import (ONNX Runtime's
+        session, llama.cpp's GGUF and quantisation) pays for that here, not in
+        the first prefill's warm-up.
+        """
 
     @abc.abstractmethod
     def prefill(self, ids: np.ndarray) -> None:
@@ -92,9 +98,14 @@ class VariantRunner(Runner):
         self.kv_cache = zoo.get_variant(self.name).capabilities.kv_cache  # imports the plugin: not load time
 
     def load(self) -> None:
+        import torch
+
         import zoo
 
         self.model = zoo.load(self.name, self.weights_dir, device=self.device, dtype=self.precision)
+        with torch.inference_mode():
+            self.model(torch.zeros(1, 1, dtype=torch.int64, device=self.device))  # the first token's logits
+            self._sync()
 
     def _sync(self) -> None:
         if self.device.startswith("cuda"):
@@ -153,11 +164,15 @@ class ReferenceRunner(Runner):
         from transformers import GPT2LMHeadModel, generation  # noqa: F401 - import time is not load time
 
     def load(self) -> None:
+        import torch
         from transformers import GPT2LMHeadModel
 
         model: Any = GPT2LMHeadModel.from_pretrained(self.weights_dir, dtype=_torch_dtype(self.precision))
         self.model = model.to(self.device).eval()
         self.model.generation_config.pad_token_id = self.model.config.eos_token_id
+        with torch.inference_mode():
+            self.model(torch.zeros(1, 1, dtype=torch.int64, device=self.device))  # the first token's logits
+            self._sync()
 
     def _sync(self) -> None:
         if self.device.startswith("cuda"):
