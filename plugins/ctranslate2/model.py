@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import zoo
-from zoo.weight_map import checked
+from zoo.host import HostGPT2, float32_copies, initial_weights, placement
 
 if TYPE_CHECKING:
     import torch
@@ -78,7 +78,7 @@ def generator(config: zoo.GPT2Config, weights: Mapping[str, np.ndarray], compute
                                      inter_threads=1)
 
 
-class CTranslate2GPT2(zoo.GPT2):
+class CTranslate2GPT2(HostGPT2):
     """``zoo.GPT2`` run by a CTranslate2 ``Generator``, made on the first forward after an import."""
 
     def __init__(self, config: zoo.GPT2Config, scheme: str = "float32") -> None:
@@ -92,39 +92,13 @@ class CTranslate2GPT2(zoo.GPT2):
     @classmethod
     def build(cls, config: zoo.GPT2Config, *, device: Any = "cpu", dtype: Any = None,
               weights: Mapping[str, Any] | None = None, scheme: str = "float32") -> CTranslate2GPT2:
-        import torch
-
-        if torch.device(device).type != "cpu":
-            raise zoo.CapabilityError(f"the CTranslate2 variants run on the CPU only, not on {str(device)!r}")
-        if dtype is not None and str(dtype).removeprefix("torch.") != "float32":
-            raise zoo.CapabilityError(f"the CTranslate2 variants compute in float32 only here, not {dtype} "
-                                      "(this CPU offers no bfloat16 compute type)")
+        placement("the CTranslate2 variants (this CPU offers no bfloat16 compute type)", device, dtype)
         model = cls(config, scheme)
-        model.import_weights(weights if weights is not None
-                             else zoo.random_weights(config, seed=int(torch.randint(2**31, ()))))
+        model.import_weights(initial_weights(config, weights))
         return model
 
-    @property
-    def device(self) -> torch.device:
-        import torch
-
-        return torch.device("cpu")
-
-    @property
-    def dtype(self) -> torch.dtype:
-        import torch
-
-        return torch.float32
-
     def import_weights(self, weights: Mapping[str, Any]) -> None:
-        import torch
-
-        own = {}
-        for name, value in checked(weights, self.config).items():  # one tensor at a time
-            if not isinstance(value, np.ndarray):
-                value = torch.as_tensor(value).detach().to("cpu", torch.float32).numpy()
-            own[name] = np.array(value, dtype=np.float32, copy=True)  # the model's own copy
-        self.weights, self.generator = own, None
+        self.weights, self.generator = float32_copies(weights, self.config), None
 
     def export_weights(self) -> dict[str, torch.Tensor]:
         """Copies of the float32 weights imported (CTranslate2 does not give back the int8 ones it holds)."""
