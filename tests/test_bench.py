@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import json
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from zoo._cli import main
 from zoo.bench import NoReferenceError, Settings, add_ratios, format_report, reference_variant, run_bench
 from zoo.bench.report import streamed_bytes
 from zoo.bench.run import prepare_weights, subjects_for
-from zoo.bench.worker import summary
+from zoo.bench.worker import measure, summary
 
 TINY = zoo.GPT2Config(vocab_size=300, n_positions=64, n_embd=64, n_layer=2, n_head=4)
 # one warm-up and two runs of each measurement, on shapes that fit TINY
@@ -190,7 +190,7 @@ def test_failing_subject_is_an_error_row_not_a_crash(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(zoo.get_variant("ctranslate2").why_unavailable() is not None,
                     reason=f"ctranslate2: {zoo.get_variant('ctranslate2').why_unavailable()}")
-def test_a_variant_without_a_kv_cache_is_prefilled_and_its_decode_reported_missing(tmp_path: Path) -> None:
+def test_a_variant_without_a_kv_cache_is_decoded_by_its_own_greedy_loop(tmp_path: Path) -> None:
     assert not zoo.get_variant("ctranslate2").capabilities.kv_cache
     out = add_ratios(run_bench(["ctranslate2"], config=TINY, threads=1, settings=replace(SETTINGS, runs=1),
                                work_dir=tmp_path))
@@ -198,12 +198,59 @@ def test_a_variant_without_a_kv_cache_is_prefilled_and_its_decode_reported_missi
     row = _row(out, "ctranslate2 float32")
     assert row["status"] == "ok", row["reason"]
     assert set(row["prefill"]) == {"1x32", "2x8"} and row["prefill"]["1x32"]["median"] > 0
-    assert row["decode"] == {} and row["ttft_s"] == {}  # no figure stands in for the missing ones
-    assert "keeps no KV cache" in row["decode_missing"]
+    assert set(row["decode"]) == set(row["ttft_s"]) == {"b1", "b2"} and "decode_missing" not in row
+    assert all(s["median"] > 0 for s in [*row["decode"].values(), *row["ttft_s"].values()])
+    assert "ctranslate2's own greedy loop (generate_greedy" in row["decode_note"]
     assert row["fidelity"]["top1"] > 0.99  # float32 CTranslate2 against the float32 reference
-    assert "decode b1" not in row["ratios"] and "prefill 1x32" in row["ratios"]
+    assert {"decode b1", "decode b2", "ttft b1", "prefill 1x32"} <= set(row["ratios"])
     text = format_report(out)
-    assert "- ctranslate2 float32: no decode figures: ctranslate2 keeps no KV cache" in text
+    line = next(line for line in text.splitlines() if line.startswith("| ctranslate2 float32 |"))
+    assert line.count("x) \N{DAGGER}") == 3, line  # both decode figures and the time to first token are marked
+    assert "- ctranslate2 float32: decode and TTFT \N{DAGGER}: decoded by ctranslate2's own greedy loop" in text
+
+
+class _NoCache(zoo.GPT2):
+    """``pure`` with its KV cache hidden: full forwards only, and no loop of its own."""
+
+    def __init__(self, inner: zoo.GPT2) -> None:
+        self.inner, self.config = inner, inner.config
+
+    def forward(self, input_ids: Any, attention_mask: Any = None, input_pos: Any = None) -> Any:
+        return self.inner(input_ids, attention_mask=attention_mask, input_pos=input_pos)
+
+    def import_weights(self, weights: Any) -> None:
+        self.inner.import_weights(weights)
+
+    def export_weights(self) -> dict[str, Any]:
+        return self.inner.export_weights()
+
+    @property
+    def device(self) -> Any:
+        return self.inner.device
+
+    @property
+    def dtype(self) -> Any:
+        return self.inner.dtype
+
+
+def test_a_variant_without_a_kv_cache_or_a_loop_of_its_own_is_prefilled_and_its_decode_reported_missing(
+        registered: list[str], tmp_path: Path) -> None:
+    pure = zoo.get_variant("pure")
+    _register(registered, _declared("zz-nocache", capabilities=replace(pure.capabilities, kv_cache=False),
+                                    build=lambda config, **kw: _NoCache(pure.build(config, **kw))))
+    spec = {"subject": {"kind": "variant", "name": "zz-nocache", "precision": "float32"}, "label": "zz-nocache",
+            "weights_dir": str(prepare_weights(TINY, tmp_path)), "device": "cpu", "threads": 1, "warmup": 0,
+            "runs": 1, "prefill": [[1, 8]], "decode": [1], "prompt_tokens": 4, "new_tokens": 3,
+            "vocab_size": TINY.vocab_size, "reference": None}
+    row = measure(spec)  # in this process: the variant is registered here only
+    assert row["prefill"]["1x8"]["median"] > 0
+    assert row["decode"] == {} and row["ttft_s"] == {} and "decode_note" not in row  # nothing stands in
+    assert "keeps no KV cache" in row["decode_missing"] and "no greedy loop of its own" in row["decode_missing"]
+    report = {"settings": {"prefill": [[1, 8]], "decode": [1], "warmup": 0, "runs": 1, "prompt_tokens": 4,
+                           "new_tokens": 3}, "machine": {"cpu": "a CPU", "cores": 1, "versions": {}},
+              "bandwidth": {"bytes_per_s": 1e9, "kernel": "sum"}, "config": asdict(TINY), "device": "cpu",
+              "threads": 1, "results": [{"kind": "variant", "label": "zz-nocache float32", "status": "ok", **row}]}
+    assert "- zz-nocache float32: no decode figures: zz-nocache keeps no KV cache" in format_report(report)
 
 
 def test_summary_is_median_min_max() -> None:

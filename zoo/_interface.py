@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import importlib.util
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +48,13 @@ class GPT2(abc.ABC):
     so that loading never holds two full copies. :meth:`export_weights` returns
     one.
 
+    **Its own greedy generation (optional).** A model that keeps no KV cache
+    across calls, but whose engine decodes with one inside its own generation
+    loop (CTranslate2's ``generate_batch``), overrides :meth:`generate_greedy`;
+    ``zoo.generate`` then decodes greedily through it instead of running a full
+    forward per token. Sampling does not go through it: the zoo's sampler and
+    its seeded draws stay the zoo's.
+
     Bad input raises :class:`zoo.InvalidInputError` (``zoo.check_inputs`` does
     every check); asking for an undeclared capability raises
     :class:`zoo.CapabilityError`.
@@ -79,6 +86,30 @@ class GPT2(abc.ABC):
         raise :class:`zoo.InvalidInputError` (``zoo.check_cache_size``).
         """
         raise CapabilityError(f"{type(self).__name__} has no KV cache; run full forwards instead")
+
+    def generate_greedy(self, prompts: list[list[int]], max_new_tokens: int, *,
+                        stop_token: int | None) -> Iterator[list[int | None]]:
+        """Greedy decoding by the model's own loop: yield, at each step, every prompt's new token.
+
+        ``prompts`` are one list of token ids per row, of any lengths (at
+        least one token each, in range, ``len + max_new_tokens <=
+        n_positions``: ``zoo.stream`` has checked them). Each row continues its
+        own prompt, at positions ``0...`` as a left-padded, masked batch would.
+        Step ``k`` yields a list of one entry per row: the row's ``k``-th new
+        token, the argmax of its logits, or ``None`` once the row has stopped.
+        A row stops after it yields ``stop_token`` (``None``: rows never stop);
+        the iterator ends when every row has stopped, or after
+        ``max_new_tokens`` steps. The result is what ``zoo.stream`` yields for
+        ``temperature=0`` on the model's own full forwards, up to rounding; the
+        conformance harness's ``generation`` property judges it so. The engine
+        may run ahead of the consumer; closing the iterator early stops it.
+
+        Only a model without a KV cache needs it: ``zoo.generate`` uses it for
+        greedy decoding when the model has no :meth:`setup_caches` and
+        ``use_cache`` is not given, and ``zoo bench`` times decoding through
+        it.
+        """
+        raise CapabilityError(f"{type(self).__name__} has no generation loop of its own; use zoo.generate")
 
     @abc.abstractmethod
     def import_weights(self, weights: Mapping[str, Any]) -> None:

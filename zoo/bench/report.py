@@ -7,6 +7,7 @@ from typing import Any
 __all__ = ["add_ratios", "format_report", "streamed_bytes"]
 
 MiB = 1024 * 1024
+OWN_LOOP = " †"  # marks the decode figures of a variant decoded by its own greedy loop (decode_note)
 
 def streamed_bytes(config: dict[str, Any], bits_per_weight: float) -> float:
     """The fewest bytes one decoding step must read at ``bits_per_weight``, whatever the batch.
@@ -136,9 +137,10 @@ def format_report(report: dict[str, Any]) -> str:
         floor = row.get("decode_floor_tok_s", {}).get("b1")
         b1 = _median(row, "decode", "b1")
         floor_cell = f"{floor:,.0f} ({b1 / floor:.0%})" if floor and b1 else "-"
+        own = OWN_LOOP if row.get("decode_note") else ""  # decoded by the variant's own loop: said below
         cells = ([row["label"]] + [_cell(row, "prefill", k) for k in prefill]
-                 + [_cell(row, "decode", k) for k in decode]
-                 + [floor_cell, _cell(row, "ttft_s", "b1", 1000.0, 1), _plain(row, "load_s", 1.0, 2),
+                 + [_cell(row, "decode", k) + own for k in decode]
+                 + [floor_cell, _cell(row, "ttft_s", "b1", 1000.0, 1) + own, _plain(row, "load_s", 1.0, 2),
                     _plain(row, "peak_rss_bytes", 1 / MiB, 0), _plain(row, "weight_bytes", 1 / MiB, 1)]
                  + _fidelity_cells(row))
         lines.append("| " + " | ".join(cells) + " |")
@@ -156,6 +158,10 @@ def format_report(report: dict[str, Any]) -> str:
     if others:
         lines.append("")
         lines += [f"- {row['label']}: {row['status']}: {row['reason']}" for row in others]
+    own_loop = [row for row in rows if row["status"] == "ok" and row.get("decode_note")]
+    if own_loop:
+        lines.append("")
+        lines += [f"- {row['label']}: decode and TTFT{OWN_LOOP}: {row['decode_note']}" for row in own_loop]
     undecoded = [row for row in rows if row["status"] == "ok" and row.get("decode_missing")]
     if undecoded:
         lines.append("")

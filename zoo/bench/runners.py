@@ -5,7 +5,8 @@ compare them: load the weights, run a prefill over ``B x T`` prompt tokens,
 and decode greedily with a KV cache, calling ``on_token`` as soon as each step's
 tokens are known. The worker (``zoo.bench.worker``) does the timing; a runner
 only has to make each call do the real work and return when it is done (on a
-GPU: synchronised), or say why it cannot decode (:meth:`Runner.why_no_decode`).
+GPU: synchronised), or say why it cannot decode (:meth:`Runner.why_no_decode`)
+and how it decodes where that is not the zoo's loop (:meth:`Runner.decode_note`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ class Runner(abc.ABC):
         """``None`` when :meth:`generate` decodes with a KV cache; otherwise why decoding is not measured."""
         return None
 
+    def decode_note(self) -> str | None:
+        """How :meth:`generate` decodes, where that is not what the report's header says; else ``None``."""
+        return None
+
     @abc.abstractmethod
     def generate(self, ids: np.ndarray, max_new_tokens: int, on_token: Callable[[], None]) -> None:
         """Greedy decoding of exactly ``max_new_tokens`` after ``ids [B, T]``, with a KV cache.
@@ -82,8 +87,11 @@ class VariantRunner(Runner):
     """A registered variant, loaded with :func:`zoo.load` and driven through its static KV cache.
 
     A variant without one (``capabilities.kv_cache`` false) is prefilled by a
-    full forward over the prompt, which is all a prefill is without a cache,
-    and not decoded: each step would run the whole sequence again.
+    full forward over the prompt, which is all a prefill is without a cache. It
+    is decoded by its own greedy loop where it has one
+    (:meth:`zoo.GPT2.generate_greedy`: an engine's generation, with the
+    engine's own cache), and otherwise not: each step would run the whole
+    sequence again.
     """
 
     def __init__(self, name: str, weights_dir: Path, precision: str, device: str, threads: int) -> None:
@@ -91,6 +99,7 @@ class VariantRunner(Runner):
         self.name = name
         self.model: Any = None
         self.kv_cache = True
+        self.own_greedy = False  # no KV cache, but a greedy loop of its own: decoded through that
 
     def prepare(self) -> None:
         import zoo
@@ -106,6 +115,8 @@ class VariantRunner(Runner):
         with torch.inference_mode():
             self.model(torch.zeros(1, 1, dtype=torch.int64, device=self.device))  # the first token's logits
             self._sync()
+        own = type(self.model).generate_greedy is not zoo.GPT2.generate_greedy  # it overrides the interface's
+        self.own_greedy = not self.kv_cache and own
 
     def _sync(self) -> None:
         if self.device.startswith("cuda"):
@@ -126,16 +137,27 @@ class VariantRunner(Runner):
             self._sync()
 
     def why_no_decode(self) -> str | None:
-        if self.kv_cache:
+        if self.kv_cache or self.own_greedy:
             return None
-        return (f"{self.name} keeps no KV cache (capabilities.kv_cache is false), so each decoding step would "
-                "run the whole sequence again; decode speed and time to first token are not measured")
+        return (f"{self.name} keeps no KV cache (capabilities.kv_cache is false) and has no greedy loop of its "
+                "own (generate_greedy), so each decoding step would run the whole sequence again; decode speed "
+                "and time to first token are not measured")
+
+    def decode_note(self) -> str | None:
+        if not self.own_greedy:
+            return None
+        return (f"decoded by {self.name}'s own greedy loop (generate_greedy: the engine's generation, with the "
+                "engine's KV cache), not through the zoo interface's static KV cache")
 
     def generate(self, ids: np.ndarray, max_new_tokens: int, on_token: Callable[[], None]) -> None:
         import torch
 
         B, T = ids.shape
         model = self.model
+        if self.own_greedy:
+            for _ in model.generate_greedy(ids.tolist(), max_new_tokens, stop_token=None):
+                on_token()
+            return
         with torch.inference_mode():
             model.setup_caches(B, T + max_new_tokens)
             logits = model(torch.as_tensor(ids, device=self.device), input_pos=torch.arange(T, device=self.device))

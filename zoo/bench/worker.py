@@ -74,7 +74,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     name to measure fidelity against, or ``None`` to skip it). A subject that
     cannot decode (:meth:`~zoo.bench.runners.Runner.why_no_decode`) gets
     ``decode_missing``, the reason, instead of decode and time-to-first-token
-    figures.
+    figures; one that decodes by a loop of its own gets ``decode_note``
+    (:meth:`~zoo.bench.runners.Runner.decode_note`) beside them.
     """
     import numpy as np
 
@@ -110,6 +111,9 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     if no_decode:
         out["decode_missing"] = no_decode
         _progress(label, f"decode: not measured: {no_decode}")
+    elif runner.decode_note():
+        out["decode_note"] = runner.decode_note()
+        _progress(label, f"decode: {out['decode_note']}")
     for batch in [] if no_decode else spec["decode"]:
         ids = rng.integers(0, vocab, (batch, spec["prompt_tokens"]), dtype=np.int64)
         key = f"b{batch}"
