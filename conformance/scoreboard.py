@@ -72,7 +72,10 @@ def render(payload: Mapping[str, Any]) -> str:
         text = STATUS.get(r["status"], r["status"])
         if r["status"] == "pass":
             return text
-        reason = (r.get("message") or "").splitlines()[0] if r.get("message") else ""
+        lines = [line.strip() for line in (r.get("message") or "").splitlines() if line.strip()]
+        reason = lines[0] if lines else ""
+        if len(lines) > 1 and lines[1].startswith("("):  # a failure's measure: "(relative logit error 0.04 > ...)"
+            reason += " " + lines[1]
         if not reason:
             return text
         return f"{text} [{notes.setdefault(reason, len(notes) + 1)}]"

@@ -42,7 +42,7 @@ CHECK = {"profile": "ci", "device": "cpu", "seconds": 12.0, "versions": {"zoo": 
                  "learned@bfloat16": {"kl": 1.5e-5, "top1": 0.9966, "ppl": 13.0, "ppl_ratio": 0.9999},
                  "outliers@bfloat16": {"kl": 1.6e-5, "top1": 0.995, "ppl": 13.0, "ppl_ratio": 1.0001}}},
     {"variant": "engine@int8", "prop": "logits", "status": "fail",
-     "message": "engine@int8 fails logits: KL 0.3 > bound 0.1\n  reproduce: ..."},
+     "message": "engine@int8 fails logits: logits (float32)\n  (KL 0.3 > bound 0.1)\n  reproduce: ..."},
     {"variant": "engine@int8", "prop": "fidelity", "status": "skip", "message": "the interface check failed"},
 ]}
 
@@ -56,7 +56,7 @@ def test_scoreboard_renders_rows_columns_and_numbered_reasons() -> None:
     assert lines[3] == ("| `pure@bfloat16` | pass | pass | KL 1.5e-05, top-1 99.7%, ppl 1.000x | "
                         "KL 1.6e-05, top-1 99.5%, ppl 1.000x |")
     assert lines[4] == "| `engine@int8` | FAIL [1] | n/a [2] | - | - |"
-    assert "1. engine@int8 fails logits: KL 0.3 > bound 0.1" in lines
+    assert "1. engine@int8 fails logits: logits (float32) (KL 0.3 > bound 0.1)" in lines
     assert "2. the interface check failed" in lines
 
 
