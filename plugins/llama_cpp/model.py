@@ -206,8 +206,9 @@ class LlamaCppGPT2(HostGPT2):
             llama_cpp.llama_model_free(self.model)
             self.model = None
 
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # interpreter shutdown may have unloaded the bindings already
+    def __del__(self, _suppress: type[contextlib.suppress] = contextlib.suppress) -> None:
+        # bound at definition: at interpreter shutdown the module's globals (contextlib, the bindings) may be gone
+        with _suppress(Exception):
             self._free()
 
     # -- running
