@@ -154,20 +154,14 @@ def format_report(report: dict[str, Any]) -> str:
         cells = ([row["label"]] + [_spread(row, "prefill", k) for k in prefill]
                  + [_spread(row, "decode", k) for k in decode] + [f"{first:.1f}"])
         lines.append("| " + " | ".join(cells) + " |")
-    others = [row for row in rows if row["status"] != "ok"]
-    if others:
-        lines.append("")
-        lines += [f"- {row['label']}: {row['status']}: {row['reason']}" for row in others]
-    own_loop = [row for row in rows if row["status"] == "ok" and row.get("decode_note")]
-    if own_loop:
-        lines.append("")
-        lines += [f"- {row['label']}: decode and TTFT{OWN_LOOP}: {row['decode_note']}" for row in own_loop]
-    undecoded = [row for row in rows if row["status"] == "ok" and row.get("decode_missing")]
-    if undecoded:
-        lines.append("")
-        lines += [f"- {row['label']}: no decode figures: {row['decode_missing']}" for row in undecoded]
-    unjudged = [row for row in rows if row["status"] == "ok" and row.get("fidelity_missing")]
-    if unjudged:
-        lines.append("")
-        lines += [f"- {row['label']}: no fidelity figures: {row['fidelity_missing']}" for row in unjudged]
+    ok = [row for row in rows if row["status"] == "ok"]
+    for notes in ([f"- {row['label']}: {row['status']}: {row['reason']}" for row in rows if row["status"] != "ok"],
+                  [f"- {row['label']}: decode and TTFT{OWN_LOOP}: {row['decode_note']}"
+                   for row in ok if row.get("decode_note")],
+                  [f"- {row['label']}: no decode figures: {row['decode_missing']}"
+                   for row in ok if row.get("decode_missing")],
+                  [f"- {row['label']}: no fidelity figures: {row['fidelity_missing']}"
+                   for row in ok if row.get("fidelity_missing")]):
+        if notes:
+            lines += ["", *notes]
     return "\n".join(lines)
