@@ -118,7 +118,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"Machine: {machine.get('gpu') or machine['cpu']}, {machine['cores']} cores"
         + (f", {machine['memory_bytes'] / 2**30:.0f} GiB" if machine.get("memory_bytes") else "")
         + f"; {report['device']}, {report['threads']} threads; {versions}.",
-        f"Memory bandwidth: {bw['bytes_per_s'] / 1e9:.1f} GB/s ({bw['kernel']}, median of its runs).",
+        f"Memory bandwidth: {bw['bytes_per_s'] / 1e9:.1f} GB/s ({bw['kernel']}, best of its runs).",
         (f"Shape: {report['config'].get('n_layer')} layers x {report['config'].get('n_embd')}, random weights; "
          f"{settings['warmup']} warm-up + {settings['runs']} runs, medians; decode: {settings['prompt_tokens']}-token"
          f" prompt, {settings['new_tokens']} new tokens, greedy, KV cache. Ratios in brackets are against "
