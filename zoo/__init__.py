@@ -33,6 +33,7 @@ from ._interface import (
     Precision,
     Tolerances,
     Variant,
+    implements,
     missing_modules,
 )
 from ._load import load
@@ -85,6 +86,7 @@ __all__ = [
     "get_tokenizer",
     "get_variant",
     "hookimpl",
+    "implements",
     "list_variants",
     "load",
     "missing_modules",

@@ -7,21 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidInputError
 from ._inputs import check_seed
-from ._interface import GPT2
+from ._interface import GPT2, implements
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = ["generate", "sampling_distribution", "stream"]
-
-
-def _has_cache(model: GPT2) -> bool:
-    return getattr(type(model), "setup_caches", None) is not GPT2.setup_caches
-
-
-def _has_own_greedy(model: GPT2) -> bool:
-    """Whether ``model`` decodes greedily by a loop of its own (:meth:`zoo.GPT2.generate_greedy`)."""
-    return getattr(type(model), "generate_greedy", None) is not GPT2.generate_greedy
 
 
 def _as_prompts(prompts: Any) -> list[list[int]]:
@@ -198,8 +189,8 @@ def stream(
     eos = config.eos_token_id if eos_token_id is None else eos_token_id
     if not 0 <= eos < config.vocab_size:
         raise InvalidInputError(f"eos_token_id={eos} is out of range [0, {config.vocab_size})")
-    cached = _has_cache(model) if use_cache is None else bool(use_cache)
-    if temperature == 0 and use_cache is None and not cached and _has_own_greedy(model):
+    cached = implements(model, "setup_caches") if use_cache is None else bool(use_cache)
+    if temperature == 0 and use_cache is None and not cached and implements(model, "generate_greedy"):
         return _own_steps(model, rows, max_new_tokens, eos if stop_at_eos else None)
     return _steps(model, rows, longest, max_new_tokens, temperature, top_k, top_p, seed, eos,
                   stop_at_eos, cached)

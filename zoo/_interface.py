@@ -14,7 +14,8 @@ from ._errors import CapabilityError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["GPT2", "PRECISIONS", "Capabilities", "Fidelity", "Precision", "Tolerances", "Variant", "missing_modules"]
+__all__ = ["GPT2", "PRECISIONS", "Capabilities", "Fidelity", "Precision", "Tolerances", "Variant", "implements",
+           "missing_modules"]
 
 
 class GPT2(abc.ABC):
@@ -274,6 +275,19 @@ class Variant:
             return self.unavailable()
         except Exception as exc:  # noqa: BLE001  # a check that crashes means it cannot tell: say so
             return f"its availability check raised {type(exc).__name__}: {exc}"
+
+
+def implements(model: GPT2, method: str) -> bool:
+    """Whether ``model``'s class implements the interface's optional ``method`` (``"setup_caches"``, ``"generate_greedy"``).
+
+    >>> import zoo
+    >>> implements(zoo.load("pure", config=zoo.GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=50)), "setup_caches")
+    True
+    """
+    if method not in ("setup_caches", "generate_greedy"):
+        raise ValueError(f"{method!r} is not an optional method of zoo.GPT2; the optional ones are setup_caches and "
+                         "generate_greedy")
+    return getattr(type(model), method, None) is not getattr(GPT2, method)
 
 
 def missing_modules(*modules: str, install: str) -> str | None:

@@ -257,7 +257,7 @@ def check_interface(variant: zoo.Variant, device: str = "cpu") -> list[str]:
         for method in ("forward", "import_weights", "export_weights"):
             if not callable(getattr(model, method, None)):
                 problems.append(f"the model has no {method}()")
-        if caps.kv_cache and getattr(type(model), "setup_caches", None) is zoo.GPT2.setup_caches:
+        if caps.kv_cache and not zoo.implements(model, "setup_caches"):
             problems.append("kv_cache=True is declared but setup_caches() is not implemented")
         try:
             if model.dtype != dtype:

@@ -61,8 +61,7 @@ def build(ctx: Context) -> Built:
         if first != again:
             judge.fail(f"seeded sampling is not reproducible ({sample})", again, first)
         # what zoo.generate decodes greedily through: the model's own loop where it has one and no KV cache
-        own_loop = (type(model).generate_greedy is not zoo.GPT2.generate_greedy
-                    and type(model).setup_caches is zoo.GPT2.setup_caches)
+        own_loop = zoo.implements(model, "generate_greedy") and not zoo.implements(model, "setup_caches")
         tol = ctx.variant.tolerances
         if ctx.caps.exact:
             expected, whose = _hf_greedy(case), "Hugging Face's generate"

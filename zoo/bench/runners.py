@@ -115,8 +115,7 @@ class VariantRunner(Runner):
         with torch.inference_mode():
             self.model(torch.zeros(1, 1, dtype=torch.int64, device=self.device))  # the first token's logits
             self._sync()
-        own = type(self.model).generate_greedy is not zoo.GPT2.generate_greedy  # it overrides the interface's
-        self.own_greedy = not self.kv_cache and own
+        self.own_greedy = not self.kv_cache and zoo.implements(self.model, "generate_greedy")
 
     def _sync(self) -> None:
         if self.device.startswith("cuda"):
