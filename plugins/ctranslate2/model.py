@@ -4,9 +4,11 @@ CTranslate2's own converter reads a Hugging Face model folder through
 transformers; here its model spec (``TransformerDecoderModelSpec``, what that
 converter's GPT-2 loader fills) is filled straight from the canonical weights,
 so an import writes no Hugging Face folder and loads no transformers model.
-The spec is saved in float32 to a temporary folder and loaded by a
-``ctranslate2.Generator`` at the compute type asked for (``int8_float32``
-quantises the weights as it loads them); the folder is deleted once loaded.
+The spec is saved at the compute type asked for to a temporary folder, as
+CTranslate2's converter saves it (``int8_float32``: every matrix int8 with one
+float32 scale per row), and loaded by a ``ctranslate2.Generator`` at that
+type; the folder is deleted once loaded, and the size of its weights file is
+what :meth:`CTranslate2GPT2.weight_bytes` reports.
 
 Logits come from ``Generator.forward_batch``, which returns those of every
 position. It keeps no cache between calls, so the variant declares no KV
@@ -26,6 +28,7 @@ import tempfile
 import threading
 from collections import deque
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -77,17 +80,19 @@ def token_names(vocab_size: int) -> list[str]:
     return [f"<{i}>" for i in range(vocab_size)]
 
 
-def generator(config: zoo.GPT2Config, weights: Mapping[str, np.ndarray], compute_type: str, threads: int) -> Any:
-    """A ``ctranslate2.Generator`` on the CPU holding ``weights`` at ``compute_type``."""
+def generator(config: zoo.GPT2Config, weights: Mapping[str, np.ndarray], compute_type: str,
+              threads: int) -> tuple[Any, int]:
+    """A ``ctranslate2.Generator`` on the CPU holding ``weights`` at ``compute_type``, and its weights' bytes."""
     import ctranslate2
 
     model = spec(config, weights)
     model.validate()
-    model.optimize(quantization="float32")
+    model.optimize(quantization=compute_type)
     with tempfile.TemporaryDirectory(prefix="zoo-ctranslate2-") as tmp:
         model.save(tmp)
+        size = (Path(tmp) / "model.bin").stat().st_size
         return ctranslate2.Generator(tmp, device="cpu", compute_type=compute_type, intra_threads=threads,
-                                     inter_threads=1)
+                                     inter_threads=1), size
 
 
 class CTranslate2GPT2(HostGPT2):
@@ -99,6 +104,7 @@ class CTranslate2GPT2(HostGPT2):
         self.config, self.scheme = config, scheme
         self.weights: dict[str, np.ndarray] = {}
         self.generator: Any = None
+        self._weight_bytes = 0
         self.threads: int | None = None  # intra-op threads; None: torch.get_num_threads() when it is made
 
     @classmethod
@@ -118,12 +124,17 @@ class CTranslate2GPT2(HostGPT2):
 
         return {name: torch.from_numpy(array.copy()) for name, array in self.weights.items()}
 
+    def weight_bytes(self) -> int:
+        """Bytes of the weights CTranslate2 loaded: its ``model.bin`` (int8 matrices with their scales for int8)."""
+        self._generator()
+        return self._weight_bytes
+
     def _generator(self) -> Any:
         if self.generator is None:
             import torch
 
-            self.generator = generator(self.config, self.weights, COMPUTE_TYPES[self.scheme],
-                                       self.threads or torch.get_num_threads())
+            self.generator, self._weight_bytes = generator(self.config, self.weights, COMPUTE_TYPES[self.scheme],
+                                                           self.threads or torch.get_num_threads())
         return self.generator
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
