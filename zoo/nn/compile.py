@@ -57,10 +57,13 @@ CUDA_MODE = "reduce-overhead"
 _QUIET = {"autotune_num_choices_displayed": 0, "max_autotune_report_choices_stats": False}
 INDUCTOR = {"cpu": {"freezing": True, **_QUIET}, "cuda": dict(_QUIET)}
 # With freezing, max-autotune's C++ GEMM template computes a weight-only int8 Linear wrongly for some
-# shapes (torch 2.13, CPU: decode steps of a 2-layer, 32-wide int8 model off by 25 to 94% of the logits'
-# norm from the eager kernel, growing with the weights' scale; correct at 96 wide). A model that holds
-# int8 weights autotunes its matrix products among ATen's kernels only, which compute them right.
+# shapes and thread counts (torch 2.13, CPU: a 2-layer, 32-wide int8 model's decode steps off by 25 to
+# 94% of the logits' norm on 2 threads, right on 1, 3, 4 and 8 threads and at 48 to 768 wide). So the
+# first step of a model that holds int8 weights is checked against the eager step on the same input;
+# where they differ by more than INT8_CHECK (bfloat16 rounding: about 0.01), the step is compiled
+# again with its matrix products autotuned among ATen's kernels only (INT8_CPU), which compute them right.
 INT8_CPU = {"max_autotune_gemm_backends": "ATEN"}
+INT8_CHECK = 0.05  # relative error of the first compiled step's logits against the eager step's
 MAX_COMPILED_STEPS = 4  # per process, over every model: each costs seconds and, frozen, holds a copy of the weights
 MIN_CACHE = 16  # the cache length is rounded up to a power of two from here (see cache_length)
 # rough first-call cost, seconds per million parameters, for the progress message (2-core CPU)
@@ -94,11 +97,11 @@ _compilers: weakref.WeakSet[CompiledDecode] = weakref.WeakSet()  # wrappers that
 _warned = False  # whether the budget's warning has been given in this process
 
 
-def _inductor_settings(device_type: str, int8_weights: bool = False) -> dict[str, Any]:
+def _inductor_settings(device_type: str, aten_only: bool = False) -> dict[str, Any]:
     """:data:`INDUCTOR`'s settings for ``device_type`` (and :data:`INT8_CPU`'s) that this torch's Inductor has."""
     import torch._inductor.config as inductor
 
-    wanted = {**INDUCTOR.get(device_type, {}), **(INT8_CPU if int8_weights and device_type == "cpu" else {})}
+    wanted = {**INDUCTOR.get(device_type, {}), **(INT8_CPU if aten_only and device_type == "cpu" else {})}
     return {k: v for k, v in wanted.items() if hasattr(inductor, k)}
 
 
@@ -223,8 +226,26 @@ class CompiledDecode(nn.Module, GPT2):
                 return decode_step(self.model, idx, input_pos, keys)
         progress.info("compiling the decode step for batch %d, cache %d (%s, %s): the first call takes about %.0f s",
                       B, S, self.device.type, str(self.dtype).removeprefix("torch."), self.compile_seconds())
-        mode = CUDA_MODE if self.device.type == "cuda" else CPU_MODE
         start = time.perf_counter()
+        step, logits = self._compile(idx, input_pos, keys)
+        if self.device.type == "cpu" and _holds_int8(self.model):
+            with torch.no_grad():  # the eager step writes the same cache slots again, with its own values
+                eager = decode_step(self.model, idx, input_pos, keys)
+            error = float((logits.float() - eager.float()).norm() / eager.float().norm().clamp_min(1e-30))
+            if not error <= INT8_CHECK:  # NaN included
+                log.info("the compiled int8 decode step differs from the eager one by %.2g of the logits' norm "
+                         "(Inductor's C++ GEMM template); compiling it again with ATen's kernels", error)
+                step, logits = self._compile(idx, input_pos, keys, aten_only=True)
+        self._steps[key] = step
+        self._compiled_versions = self._weight_versions()
+        _compilers.add(self)
+        progress.info("compiled the decode step for batch %d, cache %d in %.1f s", B, S, time.perf_counter() - start)
+        return logits.clone() if self.device.type == "cuda" else logits
+
+    def _compile(self, idx: torch.Tensor, input_pos: torch.Tensor, keys: torch.Tensor,
+                 aten_only: bool = False) -> tuple[Any, torch.Tensor]:
+        """A freshly compiled decode step, and its logits for this first call."""
+        mode = CUDA_MODE if self.device.type == "cuda" else CPU_MODE
         with warnings.catch_warnings():
             # torch's own deprecations, met while Inductor compiles: its first import reaches
             # torch.jit.script_method, and max-autotune's benchmarking a TypedStorage API
@@ -232,16 +253,10 @@ class CompiledDecode(nn.Module, GPT2):
                                     category=DeprecationWarning)
             warnings.filterwarnings("ignore", message="TypedStorage is deprecated", category=UserWarning)
             step = torch.compile(_own_code(decode_step), mode=mode, dynamic=False)
-            settings = _inductor_settings(self.device.type, _holds_int8(self.model))
-            with torch.no_grad(), torch._inductor.config.patch(settings):
+            with torch.no_grad(), torch._inductor.config.patch(_inductor_settings(self.device.type, aten_only)):
                 if self.device.type == "cuda":
                     torch.compiler.cudagraph_mark_step_begin()
-                logits = step(self.model, idx, input_pos, keys)
-        self._steps[key] = step
-        self._compiled_versions = self._weight_versions()
-        _compilers.add(self)
-        progress.info("compiled the decode step for batch %d, cache %d in %.1f s", B, S, time.perf_counter() - start)
-        return logits.clone() if self.device.type == "cuda" else logits
+                return step, step(self.model, idx, input_pos, keys)
 
     def compile_seconds(self) -> float:
         """A rough guess of what compiling one decode step costs, for the progress message."""
