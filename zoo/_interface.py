@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import abc
+import importlib.metadata
 import importlib.util
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -14,7 +16,7 @@ from ._errors import CapabilityError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["GPT2", "Capabilities", "Fidelity", "Tolerances", "Variant", "missing_modules"]
+__all__ = ["GPT2", "Capabilities", "Fidelity", "Tolerances", "Variant", "missing_modules", "torch_older_than"]
 
 
 class GPT2(abc.ABC):
@@ -221,3 +223,27 @@ def missing_modules(*modules: str, install: str) -> str | None:
         if not found:
             return f"{module} is not installed: {install}"
     return None
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """``"2.13.0+cpu"`` -> ``(2, 13, 0)``: the leading numbers of a version, local labels and suffixes dropped."""
+    found = re.match(r"\d+(?:\.\d+)*", version)
+    return tuple(int(n) for n in found.group(0).split(".")) if found else ()
+
+
+def torch_older_than(minimum: str, *, needs: str) -> str | None:
+    """``None`` when the installed torch is ``minimum`` or newer; otherwise which torch is here, and the fix.
+
+    What a variant that needs a newer torch than the zoo's floor gives as
+    ``unavailable`` (``lambda: zoo.torch_older_than("2.6", needs="the int4
+    CPU kernel")``). It reads torch's version from its installed metadata,
+    without importing it, so ``zoo list`` stays fast. A pre-release of
+    ``minimum`` counts as ``minimum``.
+    """
+    try:
+        installed = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return f"{needs} needs torch >= {minimum}, and torch is not installed: pip install 'torch>={minimum}'"
+    if _release(installed) >= _release(minimum):
+        return None
+    return f"{needs} needs torch >= {minimum}, and this is torch {installed}: pip install 'torch>={minimum}'"
