@@ -97,9 +97,16 @@ def test_a_variant_whose_scheme_needs_a_newer_torch_is_unavailable_with_the_fix(
     assert zoo.nn.declare("plain", "under test", scheme="int8").unavailable is None
 
 
-def test_torch_older_than_compares_releases_not_strings() -> None:
-    assert zoo.torch_older_than("2.5", needs="x") is None  # the zoo's floor
-    assert zoo.torch_older_than("99.0", needs="the thing").startswith("the thing needs torch >= 99.0, and this is torch ")
+def test_the_onnxruntime_variants_need_transformers_5_for_their_graph() -> None:
+    expected = zoo.older_than("transformers", "5", needs="the ONNX graph (traced from its GPT-2)")
+    if zoo.missing_modules("onnxruntime", "onnx", install="") is None:
+        assert zoo.get_variant("onnxruntime").why_unavailable() == expected
+    assert (expected is None) == (int(importlib.metadata.version("transformers").split(".")[0]) >= 5)
+
+
+def test_older_than_compares_releases_not_strings() -> None:
+    assert zoo.older_than("torch", "2.5", needs="x") is None  # the zoo's floor
+    assert zoo.older_than("torch", "99.0", needs="the thing").startswith("the thing needs torch >= 99.0, and this is torch ")
     from zoo._interface import _release
 
     assert _release("2.13.0+cpu") > _release("2.6") > _release("2.5.1") and _release("2.6.0a0+git1") == (2, 6, 0)
@@ -114,5 +121,5 @@ def test_a_compiled_variant_is_declared_unavailable_only_where_torch_cannot_comp
     if sys.version_info < (3, 13):
         assert compile_unavailable() is None and compiled.unavailable is None
     else:
-        assert compiled.why_unavailable() == compile_unavailable() == zoo.torch_older_than(
+        assert compiled.why_unavailable() == compile_unavailable() == zoo.older_than(
             "2.6", needs="torch.compile on Python 3.13")

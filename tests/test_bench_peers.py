@@ -7,6 +7,7 @@ the command that installs it.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from pathlib import Path
@@ -140,6 +141,13 @@ def test_a_peer_whose_module_fails_to_import_says_so(tmp_path: Path, monkeypatch
 def test_a_peer_with_its_modules_present_is_not_missing():
     peer = Peer("fake", {"float32": "float32"}, "pip install fake", _never_called, ("json", "numpy"))
     assert peer.missing() is None
+
+
+def test_a_peer_that_needs_a_newer_release_says_which_and_the_fix():
+    peer = Peer("fake", {"float32": "float32"}, "pip install fake", _never_called, ("json",), {"numpy": "99.0"})
+    assert peer.missing() == (f"the fake peer needs numpy >= 99.0, and this is numpy {np.__version__}: "
+                              "pip install 'numpy>=99.0'")
+    assert dataclasses.replace(peer, versions={"numpy": "1.0"}).missing() is None
 
 
 @pytest.mark.parametrize("name", list(PEERS))

@@ -25,7 +25,7 @@ from ._errors import (
 )
 from ._generate import generate, sampling_distribution, stream
 from ._inputs import check_cache_size, check_inputs
-from ._interface import GPT2, Capabilities, Fidelity, Tolerances, Variant, missing_modules, torch_older_than
+from ._interface import GPT2, Capabilities, Fidelity, Tolerances, Variant, missing_modules, older_than
 from ._load import load
 from ._random import random_weights
 from ._registry import (
@@ -77,6 +77,7 @@ __all__ = [
     "list_variants",
     "load",
     "missing_modules",
+    "older_than",
     "open_weights",
     "plugin_manager",
     "random_weights",
@@ -84,6 +85,5 @@ __all__ = [
     "resolve",
     "sampling_distribution",
     "stream",
-    "torch_older_than",
     "unregister",
 ]

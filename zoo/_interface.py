@@ -16,7 +16,7 @@ from ._errors import CapabilityError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["GPT2", "Capabilities", "Fidelity", "Tolerances", "Variant", "missing_modules", "torch_older_than"]
+__all__ = ["GPT2", "Capabilities", "Fidelity", "Tolerances", "Variant", "missing_modules", "older_than"]
 
 
 class GPT2(abc.ABC):
@@ -231,19 +231,21 @@ def _release(version: str) -> tuple[int, ...]:
     return tuple(int(n) for n in found.group(0).split(".")) if found else ()
 
 
-def torch_older_than(minimum: str, *, needs: str) -> str | None:
-    """``None`` when the installed torch is ``minimum`` or newer; otherwise which torch is here, and the fix.
+def older_than(distribution: str, minimum: str, *, needs: str) -> str | None:
+    """``None`` when ``distribution`` is installed at ``minimum`` or newer; otherwise which version is here, and the fix.
 
-    What a variant that needs a newer torch than the zoo's floor gives as
-    ``unavailable`` (``lambda: zoo.torch_older_than("2.6", needs="the int4
-    CPU kernel")``). It reads torch's version from its installed metadata,
-    without importing it, so ``zoo list`` stays fast. A pre-release of
+    What a variant that needs a newer release than the zoo's floor gives as
+    ``unavailable`` (``lambda: zoo.older_than("torch", "2.6", needs="the int4
+    CPU kernel")``). It reads the version from the installed metadata, without
+    importing the package, so ``zoo list`` stays fast. A pre-release of
     ``minimum`` counts as ``minimum``.
     """
     try:
-        installed = importlib.metadata.version("torch")
+        installed = importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
-        return f"{needs} needs torch >= {minimum}, and torch is not installed: pip install 'torch>={minimum}'"
+        return (f"{needs} needs {distribution} >= {minimum}, and {distribution} is not installed: "
+                f"pip install '{distribution}>={minimum}'")
     if _release(installed) >= _release(minimum):
         return None
-    return f"{needs} needs torch >= {minimum}, and this is torch {installed}: pip install 'torch>={minimum}'"
+    return (f"{needs} needs {distribution} >= {minimum}, and this is {distribution} {installed}: "
+            f"pip install '{distribution}>={minimum}'")

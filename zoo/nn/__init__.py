@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from .._interface import Capabilities, Tolerances, Variant, torch_older_than
+from .._interface import Capabilities, Tolerances, Variant, older_than
 from .schemes import SCHEMES, Scheme, get_scheme, load_object
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def compile_unavailable() -> str | None:
     """
     if sys.version_info < (3, 13):
         return None
-    return torch_older_than("2.6", needs="torch.compile on Python 3.13")
+    return older_than("torch", "2.6", needs="torch.compile on Python 3.13")
 
 
 def _first_reason(checks: tuple[Callable[[], str | None], ...]) -> str | None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import CapabilityError
-from .._interface import Fidelity, Tolerances, torch_older_than
+from .._interface import Fidelity, Tolerances, older_than
 
 __all__ = ["EMBEDDINGS", "SCHEMES", "Scheme", "get_scheme", "load_object"]
 
@@ -72,7 +72,7 @@ class Scheme:
         """``None`` when this torch has the scheme's kernels; otherwise the torch they need (no torch import)."""
         if not self.torch:
             return None
-        return torch_older_than(self.torch, needs=f"the {self.name} scheme ({self.linear})")
+        return older_than("torch", self.torch, needs=f"the {self.name} scheme ({self.linear})")
 
     def check(self, device_type: str, dtype_name: str | None = None) -> None:
         """Raise :class:`zoo.CapabilityError` unless the scheme runs here, on this device type (in this dtype)."""

@@ -23,9 +23,10 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import zoo
 from zoo import ZooError
 
 from ..runners import Runner
@@ -56,6 +57,8 @@ class Peer:
     make_runner: Callable[[Path, Path, str, str, int], Runner]
     #: the Python modules the peer imports, in the order to check them
     modules: tuple[str, ...] = ()
+    #: distribution -> the oldest release the peer works with, where newer than the zoo's floor
+    versions: Mapping[str, str] = field(default_factory=dict)
 
     def missing(self) -> str | None:
         """``None`` when the peer can run here; otherwise why not, and the fix."""
@@ -68,7 +71,8 @@ class Peer:
                 return f"{module} is installed but fails to import ({exc}); reinstall it: {self.install}"
             except OSError as exc:  # a native library that does not load
                 return f"{module} is installed but fails to load ({exc}); reinstall it: {self.install}"
-        return None
+        return next((reason for distribution, minimum in self.versions.items()
+                     if (reason := zoo.older_than(distribution, minimum, needs=f"the {self.name} peer"))), None)
 
 
 PEERS: dict[str, Peer] = {
@@ -78,7 +82,7 @@ PEERS: dict[str, Peer] = {
              "pip install 'gpt2-zoo[llama-cpp]' (builds llama.cpp from source: needs cmake and a C++ compiler)",
              LlamaCppRunner, ("llama_cpp",)),
         Peer(OnnxRuntimeRunner.PEER, OnnxRuntimeRunner.PRECISIONS, "pip install 'gpt2-zoo[onnxruntime]'",
-             OnnxRuntimeRunner, ("onnxruntime", "onnx")),
+             OnnxRuntimeRunner, ("onnxruntime", "onnx"), {"transformers": OnnxRuntimeRunner.TRANSFORMERS}),
         Peer(CTranslate2Runner.PEER, CTranslate2Runner.PRECISIONS, "pip install 'gpt2-zoo[ctranslate2]'",
              CTranslate2Runner, ("ctranslate2",)),
     )

@@ -96,6 +96,9 @@ def _quantise(float32: Path, out: Path) -> None:
 class OnnxRuntimeRunner(PeerRunner):
     PEER = "onnxruntime"
     PRECISIONS: ClassVar[Mapping[str, str]] = {"float32": "float32", "int8": "int8"}
+    # traced from transformers 4.57's GPT-2, the graph keeps a shape of the example input (as the
+    # onnxruntime variants' graph does: plugins/onnxruntime)
+    TRANSFORMERS = "5"
 
     session: Any = None
 
