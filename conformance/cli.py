@@ -4,11 +4,17 @@
     zoo check pure --profile quick  # one variant, a smoke run
     zoo check hf --property padding --property incremental --json out.json
     zoo check pure --replay         # rerun only the failures stored by earlier runs
+    zoo check --all -n 4 --json check.json   # every variant, four at a time in worker processes
 
 Prints a table (variant x property: pass/fail/skip, examples, worst error
 against its bound, time), then each failure with its shrunk counterexample
 and a command that reproduces it; progress goes to stderr (a bar on a
 terminal). Exits 1 if anything failed.
+
+With ``-n N`` the variants are checked N at a time, each in a worker process
+of its own (``zoo check NAME``) that gets cpu_count/N torch threads unless
+``--threads`` says otherwise; the table and ``--json`` are the same as one
+process would give.
 
 Failing examples are saved to hypothesis' example database in the user's
 cache ($ZOO_HYPOTHESIS_DB, else $ZOO_CACHE/hypothesis, else
@@ -65,6 +71,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         profile = profiles.resolve(args.profile)
     except ValueError as exc:
         raise zoo.ZooError(str(exc)) from exc
+    if args.all and args.names:
+        raise zoo.ZooError(f"--all checks every registered variant, so it cannot go with names "
+                           f"({', '.join(args.names)}); drop one of them")
     names = args.names or zoo.list_variants()
     for name in names:
         zoo.resolve(name)  # an unknown name or precision fails now, with its close matches
@@ -73,6 +82,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         seed_value = int(time.time() * 1000) % 2**31  # printed in every reproducer
     if args.threads:
         torch.set_num_threads(args.threads)
+    workers = min(args.workers, len(names))
 
     from zoo.progress import Progress
 
@@ -107,9 +117,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     with progress:
-        results = runner.check(names, profile=profile, device=args.device, properties=args.property,
-                               seed_value=seed_value, progress=progress, database=database, replay=args.replay,
-                               on_result=done)
+        if workers > 1:
+            results = _in_workers(names, workers, args, profile, seed_value, db_path, progress, done)
+        else:
+            results = runner.check(names, profile=profile, device=args.device, properties=args.property,
+                                   seed_value=seed_value, progress=progress, database=database,
+                                   replay=args.replay, on_result=done)
     elapsed = time.perf_counter() - start
     print(runner.table(results))
     fidelity = runner.fidelity_table(results)
@@ -132,7 +145,7 @@ def cmd_check(args: argparse.Namespace) -> int:
           + ", ".join(f"{v} {t:.1f}s" for v, t in per_variant.items()) + ")")
     payload: dict[str, Any] = {
         "schema": SCHEMA, "profile": profile, "replay": bool(args.replay), "device": args.device,
-        "seed": seed_value, "seconds": elapsed,
+        "seed": seed_value, "seconds": elapsed, "workers": workers,
         "versions": {"zoo": zoo.__version__, "torch": torch.__version__},
         "results": [r.to_json() for r in results],
     }
@@ -144,6 +157,61 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         progress(f"drew {plot(payload, args.plot)}")
     return 1 if failed else 0
+
+
+def _in_workers(names: list[str], workers: int, args: argparse.Namespace, profile: str, seed_value: int | None,
+                db_path: Any, progress: Any, done: Any) -> list[Any]:
+    """Check ``names`` ``workers`` at a time, each variant by a ``zoo check NAME --json`` process of its own.
+
+    A worker that dies without writing its results (killed, out of memory) becomes a failed
+    ``interface`` row for its variant, with the end of what it printed.
+    """
+    import subprocess
+    import sys
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    import zoo
+
+    from . import runner
+
+    unseen = [name for name in names if zoo.distribution_of(zoo.resolve(name)[0].name) is None]
+    if unseen:
+        raise zoo.ZooError(f"{', '.join(unseen)} registered at run time, which worker processes cannot see; "
+                           "check them in this process (-n 1), or install them as a plugin (entry-point group 'zoo')")
+    threads = args.threads or max(1, (os.cpu_count() or 1) // workers)
+    common = ["--profile", profile, "--device", args.device, "--threads", str(threads), "--no-database"
+              if db_path is None else f"--database={db_path}"]
+    common += ["--seed", str(seed_value)] if seed_value is not None else []
+    common += [f"--property={p}" for p in args.property or ()]
+    common += ["--replay"] if args.replay else []
+    verbose = ["-v"] if getattr(args, "verbose", False) else []
+    progress.keep(f"{workers} worker processes, {threads} torch thread{'s' if threads != 1 else ''} each")
+
+    def one(name: str, folder: str) -> list[runner.PropertyResult]:
+        out = os.path.join(folder, f"{len(name)}-{abs(hash(name))}.json")
+        start = time.perf_counter()
+        progress(f"{name}: started")
+        proc = subprocess.run([sys.executable, "-m", "zoo", *verbose, "-q", "check", name, *common, "--json", out],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+        if proc.returncode in (0, 1) and os.path.exists(out):
+            with open(out, encoding="utf-8") as f:
+                found = [runner.PropertyResult(**r) for r in json.load(f)["results"]]
+        else:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+            found = [runner.PropertyResult(name, runner.INTERFACE, "fail", message=(
+                f"the worker process checking {name} exited with code {proc.returncode} before writing its "
+                f"results; run zoo check {name} alone to see why. It printed: {tail or '(nothing)'}"))]
+        failed = sum(r.status == "fail" for r in found)
+        progress.keep(f"{name}: {failed} failed, {sum(r.status == 'pass' for r in found)} passed "
+                      f"({time.perf_counter() - start:.0f}s)")
+        for result in found:
+            done(result)
+        return found
+
+    with tempfile.TemporaryDirectory(prefix="zoo-check-") as folder, ThreadPoolExecutor(workers) as pool:
+        per_name = list(pool.map(lambda name: one(name, folder), names))
+    return [r for found in per_name for r in found]
 
 
 def _positive_int(text: str) -> int:
@@ -158,6 +226,10 @@ def add_parser(sub: Any) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="*", metavar="NAME",
                    help="variants to check, NAME or NAME@PRECISION (default: all registered)")
+    p.add_argument("--all", action="store_true", help="check every registered variant (the default without NAME)")
+    p.add_argument("-n", "--workers", type=_positive_int, default=1, metavar="N",
+                   help="check N variants at a time, each in a worker process with cpu_count/N torch threads "
+                        "(default 1: in this process)")
     p.add_argument("--profile", default=None, help="quick, ci (default; or $HYPOTHESIS_PROFILE) or thorough")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--property", action="append", metavar="P",

@@ -4,11 +4,14 @@
     python -m conformance.scoreboard check.json         # the Markdown table (the README's scoreboard)
     python -m conformance.scoreboard check.json --plot scoreboard.png
 
-Rows are the variants checked (``NAME`` or ``NAME@PRECISION``), columns the
+Rows are the variants checked at each precision they were measured at
+(``NAME@PRECISION``; ``NAME`` alone when there is one), columns the
 properties in the order they run: ``pass``, ``FAIL`` or ``n/a`` with a
 numbered note giving the reason (a failure's first line, or why it was
 skipped), then the fidelity figures on the learned and outliers presets at
-the variant's first dtype.
+that precision: KL(float32 || variant), top-1 agreement and perplexity ratio.
+A property covers every precision of its variant, so its cell is the same in
+each of the variant's rows.
 """
 
 from __future__ import annotations
@@ -40,13 +43,21 @@ def _properties(results: Sequence[Mapping[str, Any]]) -> list[str]:
     return seen
 
 
-def _fidelity(row: Mapping[str, Mapping[str, Any]], preset: str) -> str:
-    figures = row.get("fidelity", {}).get("figures") or {}
-    keys = [k for k in figures if k.startswith(preset + "@")]
-    if not keys:
+def _precisions(row: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The dtypes the fidelity figures were measured at, in the order they were (``[""]``: none)."""
+    seen: list[str] = []
+    for key in row.get("fidelity", {}).get("figures") or {}:
+        dtype = key.partition("@")[2]
+        if dtype not in seen:
+            seen.append(dtype)
+    return seen or [""]
+
+
+def _fidelity(row: Mapping[str, Mapping[str, Any]], preset: str, dtype: str) -> str:
+    f = (row.get("fidelity", {}).get("figures") or {}).get(f"{preset}@{dtype}")
+    if not f:
         return "-"
-    f = figures[keys[0]]
-    return f"KL {f['kl']:.1e}, ppl {f['ppl_ratio']:.3f}x ({keys[0].split('@')[1]})"
+    return f"KL {f['kl']:.1e}, top-1 {100 * f['top1']:.1f}%, ppl {f['ppl_ratio']:.3f}x"
 
 
 def render(payload: Mapping[str, Any]) -> str:
@@ -61,7 +72,10 @@ def render(payload: Mapping[str, Any]) -> str:
         text = STATUS.get(r["status"], r["status"])
         if r["status"] == "pass":
             return text
-        reason = (r.get("message") or "").splitlines()[0] if r.get("message") else ""
+        lines = [line.strip() for line in (r.get("message") or "").splitlines() if line.strip()]
+        reason = lines[0] if lines else ""
+        if len(lines) > 1 and lines[1].startswith("("):  # a failure's measure: "(relative logit error 0.04 > ...)"
+            reason += " " + lines[1]
         if not reason:
             return text
         return f"{text} [{notes.setdefault(reason, len(notes) + 1)}]"
@@ -69,9 +83,12 @@ def render(payload: Mapping[str, Any]) -> str:
     header = ["variant", *props, "fidelity: learned", "fidelity: outliers"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for variant, row in _by_variant(results).items():
-        cells = [f"`{variant}`", *(cell(row.get(p)) for p in props),
-                 _fidelity(row, "learned"), _fidelity(row, "outliers")]
-        lines.append("| " + " | ".join(cells) + " |")
+        dtypes = _precisions(row)
+        for dtype in dtypes:
+            label = f"{variant}@{dtype}" if len(dtypes) > 1 and "@" not in variant else variant
+            cells = [f"`{label}`", *(cell(row.get(p)) for p in props),
+                     _fidelity(row, "learned", dtype), _fidelity(row, "outliers", dtype)]
+            lines.append("| " + " | ".join(cells) + " |")
     if notes:
         lines.append("")
         lines += [f"{n}. {reason}" for reason, n in notes.items()]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import json
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,8 @@ from zoo import _registry
 from zoo._cli import main
 from zoo.bench import NoReferenceError, Settings, add_ratios, format_report, reference_variant, run_bench
 from zoo.bench.report import streamed_bytes
-from zoo.bench.run import family_of, prepare_weights, subjects_for
-from zoo.bench.worker import summary
+from zoo.bench.run import prepare_weights, subjects_for
+from zoo.bench.worker import measure, summary
 
 TINY = zoo.GPT2Config(vocab_size=300, n_positions=64, n_embd=64, n_layer=2, n_head=4)
 # one warm-up and two runs of each measurement, on shapes that fit TINY
@@ -106,11 +106,14 @@ def test_decode_floor_is_bandwidth_over_the_bytes_a_step_must_read(report: dict[
 
 def test_the_floor_counts_the_precision_not_the_file() -> None:
     config = {"n_embd": 768, "n_layer": 12, "vocab_size": 50257}
-    f32 = streamed_bytes(config, "float32")
+    bits = {name: p.bits for name, p in zoo.PRECISIONS.items()}
+    f32 = streamed_bytes(config, bits["float32"])
     assert f32 == pytest.approx(4 * (124_439_808 - 1024 * 768))  # GPT-2's parameters less wpe
-    assert streamed_bytes(config, "bfloat16") == f32 / 2
-    assert streamed_bytes(config, "int8") == f32 / 4 and streamed_bytes(config, "int4") == f32 / 8
-    assert streamed_bytes(config, "Q8_0") is None
+    assert streamed_bytes(config, bits["bfloat16"]) == f32 / 2
+    assert streamed_bytes(config, bits["int8"]) == f32 / 4 and streamed_bytes(config, bits["int4"]) == f32 / 8
+    # llama.cpp's blocks of 32 carry a float16 scale each: 34 and 18 bytes per 32 weights
+    assert streamed_bytes(config, bits["q8_0"]) == pytest.approx(f32 / 4 * 34 / 32)
+    assert streamed_bytes(config, bits["q4_0"]) == pytest.approx(f32 / 8 * 18 / 16)
 
 
 def test_report_describes_machine_and_lists_what_was_not_measured(report: dict[str, Any]) -> None:
@@ -157,21 +160,21 @@ def test_settings_fit_a_small_context() -> None:
 
 def test_unknown_variant_fails_before_measuring_anything() -> None:
     with pytest.raises(zoo.UnknownVariantError, match="did you mean 'pure'"):
-        subjects_for(["pures"], [], None, "cpu")
+        subjects_for(["pures"], None, "cpu")
 
 
 def test_variant_registered_at_run_time_is_skipped_with_the_fix() -> None:
     base = zoo.get_variant("pure")
     zoo.register(replace(base, name="pure-here", source=""))
     try:
-        (_, subject) = subjects_for(["pure-here"], [], None, "cpu")
+        (_, subject) = subjects_for(["pure-here"], None, "cpu")
     finally:
         zoo.unregister("pure-here")
     assert "install it as a plugin (entry-point group 'zoo')" in subject.skip
 
 
 def test_device_the_variant_lacks_is_skipped() -> None:
-    (_, subject) = subjects_for(["cpu"], [], None, "cuda")
+    (_, subject) = subjects_for(["cpu"], None, "cuda")
     assert subject.skip == "cpu does not run on cuda (it runs on cpu)"
 
 
@@ -185,12 +188,77 @@ def test_failing_subject_is_an_error_row_not_a_crash(tmp_path: Path) -> None:
     assert "- pure float32: error:" in format_report(out)
 
 
+@pytest.mark.skipif(zoo.get_variant("ctranslate2").why_unavailable() is not None,
+                    reason=f"ctranslate2: {zoo.get_variant('ctranslate2').why_unavailable()}")
+def test_a_variant_without_a_kv_cache_is_decoded_by_its_own_greedy_loop(tmp_path: Path) -> None:
+    assert not zoo.get_variant("ctranslate2").capabilities.kv_cache
+    out = add_ratios(run_bench(["ctranslate2"], config=TINY, threads=1, settings=replace(SETTINGS, runs=1),
+                               work_dir=tmp_path))
+    assert errors(json.loads(json.dumps(out)), schema("bench")) == []
+    row = _row(out, "ctranslate2 float32")
+    assert row["status"] == "ok", row["reason"]
+    assert set(row["prefill"]) == {"1x32", "2x8"} and row["prefill"]["1x32"]["median"] > 0
+    assert set(row["decode"]) == set(row["ttft_s"]) == {"b1", "b2"} and "decode_missing" not in row
+    assert all(s["median"] > 0 for s in [*row["decode"].values(), *row["ttft_s"].values()])
+    assert "ctranslate2's own greedy loop (generate_greedy" in row["decode_note"]
+    assert row["fidelity"]["top1"] > 0.99  # float32 CTranslate2 against the float32 reference
+    assert {"decode b1", "decode b2", "ttft b1", "prefill 1x32"} <= set(row["ratios"])
+    text = format_report(out)
+    line = next(line for line in text.splitlines() if line.startswith("| ctranslate2 float32 |"))
+    assert line.count("x) \N{DAGGER}") == 3, line  # both decode figures and the time to first token are marked
+    assert "- ctranslate2 float32: decode and TTFT \N{DAGGER}: decoded by ctranslate2's own greedy loop" in text
+
+
+class _NoCache(zoo.GPT2):
+    """``pure`` with its KV cache hidden: full forwards only, and no loop of its own."""
+
+    def __init__(self, inner: zoo.GPT2) -> None:
+        self.inner, self.config = inner, inner.config
+
+    def forward(self, input_ids: Any, attention_mask: Any = None, input_pos: Any = None) -> Any:
+        return self.inner(input_ids, attention_mask=attention_mask, input_pos=input_pos)
+
+    def import_weights(self, weights: Any) -> None:
+        self.inner.import_weights(weights)
+
+    def export_weights(self) -> dict[str, Any]:
+        return self.inner.export_weights()
+
+    @property
+    def device(self) -> Any:
+        return self.inner.device
+
+    @property
+    def dtype(self) -> Any:
+        return self.inner.dtype
+
+
+def test_a_variant_without_a_kv_cache_or_a_loop_of_its_own_is_prefilled_and_its_decode_reported_missing(
+        registered: list[str], tmp_path: Path) -> None:
+    pure = zoo.get_variant("pure")
+    _register(registered, _declared("zz-nocache", capabilities=replace(pure.capabilities, kv_cache=False),
+                                    build=lambda config, **kw: _NoCache(pure.build(config, **kw))))
+    spec = {"subject": {"kind": "variant", "name": "zz-nocache", "precision": "float32"}, "label": "zz-nocache",
+            "weights_dir": str(prepare_weights(TINY, tmp_path)), "device": "cpu", "threads": 1, "warmup": 0,
+            "runs": 1, "prefill": [[1, 8]], "decode": [1], "prompt_tokens": 4, "new_tokens": 3,
+            "vocab_size": TINY.vocab_size, "reference": None}
+    row = measure(spec)  # in this process: the variant is registered here only
+    assert row["prefill"]["1x8"]["median"] > 0
+    assert row["decode"] == {} and row["ttft_s"] == {} and "decode_note" not in row  # nothing stands in
+    assert "keeps no KV cache" in row["decode_missing"] and "no greedy loop of its own" in row["decode_missing"]
+    report = {"settings": {"prefill": [[1, 8]], "decode": [1], "warmup": 0, "runs": 1, "prompt_tokens": 4,
+                           "new_tokens": 3}, "machine": {"cpu": "a CPU", "cores": 1, "versions": {}},
+              "bandwidth": {"bytes_per_s": 1e9, "kernel": "sum"}, "config": asdict(TINY), "device": "cpu",
+              "threads": 1, "results": [{"kind": "variant", "label": "zz-nocache float32", "status": "ok", **row}]}
+    assert "- zz-nocache float32: no decode figures: zz-nocache keeps no KV cache" in format_report(report)
+
+
 def test_summary_is_median_min_max() -> None:
     assert summary([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "runs": 3}
 
 
 def test_ratios_need_a_measured_reference() -> None:
-    row = {"kind": "variant", "label": "pure float32", "family": "float32", "status": "ok",
+    row = {"kind": "variant", "label": "pure float32", "family": "float32", "bits_per_weight": 32, "status": "ok",
            "decode": {"b1": {"median": 5.0}}, "weight_bytes": 10}
     config = {"n_embd": 1, "n_layer": 0, "vocab_size": 3}  # 3 + 2 weights of 4 bytes
     out = add_ratios({"results": [{"kind": "reference", "status": "error"}, row], "config": config,
@@ -264,7 +332,7 @@ def test_the_bench_measures_against_a_reference_registered_at_run_time(
     builtin = reference_variant()
     monkeypatch.setitem(_registry._get().variants, builtin.name, replace(builtin, reference=False))
     _register(registered, _declared("zz-ref", reference=True))
-    subjects = subjects_for([], [], None, "cpu")
+    subjects = subjects_for([], None, "cpu")
     assert (subjects[0].kind, subjects[0].name, subjects[0].label) == ("reference", "zz-ref",
                                                                       "zz-ref generate float32")
     variants = [s.name for s in subjects if s.kind == "variant"]
@@ -277,7 +345,7 @@ def test_no_reference_is_an_error_naming_the_fix(monkeypatch: pytest.MonkeyPatch
     builtin = reference_variant()
     monkeypatch.setitem(_registry._get().variants, builtin.name, replace(builtin, reference=False))
     with pytest.raises(NoReferenceError, match="no registered variant declares reference=True"):
-        subjects_for(["pure"], [], None, "cpu")  # the reference is measured even when variants are named
+        subjects_for(["pure"], None, "cpu")  # the reference is measured even when variants are named
 
 
 def test_two_references_are_an_error_naming_both(registered: list[str]) -> None:
@@ -285,17 +353,55 @@ def test_two_references_are_an_error_naming_both(registered: list[str]) -> None:
     builtin = next(v for v in map(zoo.get_variant, zoo.list_variants()) if v.reference and v.name != "zz-ref")
     with pytest.raises(NoReferenceError, match=rf"2 variants declare reference=True: '{builtin.name}'.*'zz-ref'.*"
                                                r"zoo\.unregister"):
-        subjects_for(["pure"], [], None, "cpu")
+        subjects_for(["pure"], None, "cpu")
     assert isinstance(NoReferenceError("x"), zoo.ZooError) and str(NoReferenceError("x")) == "x"
 
 
 def test_a_variant_declaring_int8_is_compared_in_the_int8_family(registered: list[str]) -> None:
     _register(registered, _declared("zz-int8", precision="int8"))
-    (_, subject) = subjects_for(["zz-int8@float32"], [], None, "cpu")
+    (_, subject) = subjects_for(["zz-int8@float32"], None, "cpu")
     assert (subject.precision, subject.family, subject.label) == ("float32", "int8", "zz-int8 int8/float32")
-    (_, plain) = subjects_for(["pure@bfloat16"], [], None, "cpu")
-    assert (plain.family, plain.label) == ("bfloat16", "pure bfloat16")  # no precision declared: the dtype
-    assert family_of(_declared("zz-int4", precision="int4"), "bfloat16") == "int4"
+    assert subject.bits_per_weight == 8
+    (_, plain) = subjects_for(["pure@bfloat16"], None, "cpu")
+    assert (plain.family, plain.label, plain.bits_per_weight) == ("bfloat16", "pure bfloat16", 16)  # the dtype
+
+
+@pytest.mark.parametrize(("spec", "name", "family", "bits"), [
+    ("llama.cpp@q8_0", "llama.cpp-q8_0", "int8", 8.5),
+    ("llama.cpp-q4_0", "llama.cpp-q4_0", "int4", 4.5),
+    ("onnxruntime@int8", "onnxruntime-int8", "int8", 8),
+    ("onnxruntime@int4", "onnxruntime-int4", "int4", 4),
+    ("ctranslate2@int8", "ctranslate2-int8", "int8", 8),
+    ("llama.cpp@bfloat16", "llama.cpp", "bfloat16", 16),
+])
+def test_the_engines_are_variants_compared_in_their_weights_family(spec: str, name: str, family: str,
+                                                                     bits: float) -> None:
+    (_, subject) = subjects_for([spec], None, "cpu")
+    assert (subject.kind, subject.name, subject.family, subject.bits_per_weight) == ("variant", name, family, bits)
+
+
+def test_an_engine_that_is_not_installed_is_a_skipped_row_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **k: None if name == "llama_cpp" else find_spec(name, *a, **k))
+    (_, subject, other) = subjects_for(["llama.cpp@q8_0", "pure"], None, "cpu")
+    assert subject.skip == ("llama.cpp-q8_0 cannot run here: llama_cpp is not installed: "
+                            "pip install 'gpt2-zoo[llama-cpp]' (builds llama.cpp from source: needs cmake and a "
+                            "C++ compiler)")
+    assert not other.skip
+
+
+def test_every_registered_variant_is_a_subject_when_none_is_named() -> None:
+    subjects = subjects_for([], None, "cpu")
+    assert [s.kind for s in subjects] == ["reference"] + ["variant"] * (len(zoo.list_variants()) - 1)
+    assert {s.name for s in subjects} == set(zoo.list_variants())
+
+
+def test_a_precision_the_zoo_does_not_know_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(zoo.CapabilityError, match=r"'q5_k' is not a precision the zoo knows; use one of .*q4_0"):
+        replace(zoo.get_variant("pure"), precision="q5_k").weight_precision("float32")
 
 
 # -- the bench is a client of the public API ---------------------------------------------------------
@@ -306,7 +412,7 @@ BENCH = Path(zoo.bench.__file__).parent
 def _is_public(module: str) -> bool:
     """A module of the zoo is public unless a part of its dotted name starts with ``_`` (``zoo._weights``).
 
-    The bench's own modules (``zoo.bench.peers._common``) are its to use.
+    The bench's own modules (``zoo.bench.runners``) are its to use.
     """
     if module == "zoo.bench" or module.startswith("zoo.bench.") or not module.startswith("zoo."):
         return True
@@ -350,8 +456,8 @@ def test_the_bench_imports_only_the_public_api() -> None:
 def test_the_import_scan_catches_private_imports() -> None:
     source = ("from .._registry import get_variant\nfrom .. import _config\nimport zoo._weights\n"
               "from zoo import _load, load\nimport zoo\nzoo._registry.get_variant\nzoo.get_variant\n"
-              "from . import report\nfrom .peers import get_peer\nfrom zoo.hf import hf_model\n")
+              "from . import report\nfrom .runners import Runner\nfrom zoo.hf import hf_model\n")
     assert sorted(private_imports(source, "zoo.bench.run")) == [
         "zoo._config", "zoo._load", "zoo._registry", "zoo._registry", "zoo._weights"]
-    assert private_imports("from ..._errors import ZooError\n", "zoo.bench.peers", is_package=True) == [
+    assert private_imports("from ..._errors import ZooError\n", "zoo.bench.sub", is_package=True) == [
         "zoo._errors"]

@@ -330,9 +330,54 @@ def test_a_derandomised_run_replays_the_stored_failure_first(tmp_path: Path) -> 
     assert again[1].counterexample == first[1].counterexample
 
 
+def test_zoo_check_in_workers_gives_what_one_process_gives(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["check", "pure", "cpu", "--property", "bad-input", "--profile", "quick", "--no-database"]
+    assert main([*argv, "--json", str(tmp_path / "one.json")]) == 0
+    one = capsys.readouterr().out
+    assert main([*argv, "-n", "2", "--json", str(tmp_path / "two.json")]) == 0
+    captured = capsys.readouterr()
+    assert "2 worker processes, 1 torch thread each" in captured.err
+    assert "pure: 0 failed, 2 passed" in captured.err
+    data = [json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two")]
+    assert data[1]["workers"] == 2 and errors(data[1], schema("check")) == []
+    assert [[(r["variant"], r["prop"], r["status"]) for r in d["results"]] for d in data] == [[
+        ("pure", "interface", "pass"), ("pure", "bad-input", "pass"),
+        ("cpu", "interface", "pass"), ("cpu", "bad-input", "pass")]] * 2
+    def rows(out: str) -> list[str]:  # the table without its times
+        return [line.rsplit(maxsplit=1)[0] for line in out.splitlines() if line.startswith(("pure ", "cpu "))]
+
+    assert rows(captured.out) == rows(one) and len(rows(one)) == 4
+
+
+def test_a_worker_that_dies_is_a_failure_naming_how_to_see_why(monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    def killed(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(argv, -9, "", "loading weights\nKilled\n")
+
+    monkeypatch.setattr(subprocess, "run", killed)
+    assert main(["check", "pure", "cpu", "-n", "2", "--property", "bad-input", "--profile", "quick",
+                 "--no-database"]) == 1
+    out = capsys.readouterr().out
+    assert "the worker process checking cpu exited with code -9 before writing its results" in out
+    assert "run zoo check cpu alone to see why. It printed: loading weights" in out
+
+
+def test_zoo_check_in_workers_refuses_variants_registered_at_run_time(capsys: pytest.CaptureFixture[str]) -> None:
+    base = zoo.get_variant("pure")
+    zoo.register(zoo.Variant("pure-here", build=base.build, summary="registered in this process"))
+    try:
+        assert main(["check", "pure", "pure-here", "-n", "2"]) == 1
+    finally:
+        zoo.unregister("pure-here")
+    assert "pure-here registered at run time, which worker processes cannot see" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
+        (["check", "pure", "--all"], "--all checks every registered variant, so it cannot go with names (pure)"),
+        (["check", "pure", "-n", "0"], "'0' is not an int >= 1"),
         (["check", "pure", "--replay", "--no-database"], "cannot go with --no-database"),
         (["check", "pure", "--replay", "--database", "/no/such/db"], "no example database at /no/such/db"),
         (["check", "pure", "--property", "parity"], "unknown property 'parity'"),
@@ -400,6 +445,17 @@ def test_plugin_reads_the_environment_and_feeds_the_fixture(project: Path) -> No
     assert done.returncode == 0, done.stdout + done.stderr
     assert "zoo-conformance[pure]::interface PASSED" in done.stdout
     assert "test_fixture.py::test_uses_variant PASSED" in done.stdout
+
+
+def test_plugin_spreads_the_properties_over_xdist_workers(project: Path) -> None:
+    pytest.importorskip("xdist")
+    done = _pytest(project, "--zoo-variant", "pure", "--zoo-profile", "quick", "-n", "2",
+                   "-k", "interface or bad-input or determinism or own")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 workers [4 items]" in done.stdout
+    for item in ("zoo-conformance[pure]::interface", "zoo-conformance[pure]::bad-input",
+                 "zoo-conformance[pure]::determinism", "test_own.py::test_own"):
+        assert item in done.stdout and "PASSED" in done.stdout
 
 
 def test_plugin_does_nothing_without_a_variant(project: Path) -> None:

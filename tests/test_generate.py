@@ -108,6 +108,41 @@ def test_model_without_cache_runs_full_forwards(small_models):
         zoo.generate(no_cache, PROMPTS, 2, use_cache=True)
 
 
+class OwnLoop(NoCache):
+    """No KV cache, but a greedy loop of its own (here: the zoo's, on full forwards), whose calls it records."""
+
+    def __init__(self, inner: zoo.GPT2) -> None:
+        super().__init__(inner)
+        self.calls: list[tuple[list[list[int]], int, int | None]] = []
+
+    def generate_greedy(self, prompts, max_new_tokens, *, stop_token):
+        self.calls.append((prompts, max_new_tokens, stop_token))
+        return zoo.stream(self, prompts, max_new_tokens, use_cache=False, stop_at_eos=stop_token is not None,
+                          eos_token_id=stop_token)
+
+
+def test_greedy_generation_goes_through_a_models_own_loop_when_it_has_no_cache(small_models):
+    models, reference = small_models
+    model = OwnLoop(models["pure"])
+    eos = SMALL.eos_token_id
+    assert zoo.generate(model, PROMPTS, 12) == hf_generate(reference, PROMPTS, 12, eos)
+    assert model.calls == [(PROMPTS, 12, eos)]
+    zoo.generate(model, PROMPTS, 3, eos_token_id=7, stop_at_eos=False)
+    assert model.calls[-1] == (PROMPTS, 3, None)  # None: no row stops
+    model.calls.clear()
+    zoo.generate(model, PROMPTS, 3, use_cache=False)  # the zoo's loop, asked for
+    zoo.generate(model, PROMPTS, 3, temperature=0.8, seed=1)  # sampling: the zoo's sampler and seeded draws
+    assert list(zoo.stream(model, PROMPTS, 0)) == []
+    assert model.calls == []
+    with pytest.raises(zoo.CapabilityError):  # it has no KV cache of the interface's to use
+        zoo.generate(model, PROMPTS, 2, use_cache=True)
+
+
+def test_a_model_with_a_cache_never_needs_a_loop_of_its_own(small_models):
+    with pytest.raises(zoo.CapabilityError, match=r"has no generation loop of its own; use zoo\.generate"):
+        small_models[0]["pure"].generate_greedy(PROMPTS, 2, stop_token=None)
+
+
 def test_prompt_forms_are_equivalent(small_models):
     model = small_models[0]["pure"]
     prompt = PROMPTS[0]

@@ -15,9 +15,10 @@ import torch
 
 import zoo
 
-CONFIG = zoo.GPT2Config(vocab_size=101, n_positions=16, n_embd=32, n_layer=2, n_head=4)
+# vocabulary > 256: llama.cpp refuses smaller ones (its BPE loader needs a merge)
+CONFIG = zoo.GPT2Config(vocab_size=300, n_positions=16, n_embd=32, n_layer=2, n_head=4)
 VARIANTS = [name for name in zoo.list_variants() if zoo.get_variant(name).why_unavailable() is None]  # runnable here
-IDS = torch.tensor([[1, 2, 3, 100, 5, 6]])
+IDS = torch.tensor([[1, 2, 3, 299, 5, 6]])
 
 
 @cache

@@ -63,7 +63,7 @@ def test_console_script_and_entry_points_are_declared():
 
 
 # -- layers: the core never imports the harness; the harness uses only the public API ------------
-PUBLIC_MODULES = ("fidelity", "hf", "progress", "weight_map")  # zoo's public modules besides the package itself
+PUBLIC_MODULES = ("fidelity", "hf", "host", "progress", "weight_map")  # zoo's public modules besides the package itself
 
 
 def imported_names(path: Path) -> list[tuple[int, str]]:

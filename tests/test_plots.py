@@ -29,7 +29,7 @@ def _row(label: str, tok_s: float, floor: float | None, kl: float | None) -> dic
 def test_bench_plot_draws_speed_against_floor_and_fidelity(tmp_path: Path) -> None:
     report = {"device": "cpu", "threads": 2, "bandwidth": {"bytes_per_s": 29e9},
               "results": [_row("hf generate float32", 40, 58, 0.0), _row("quantised int8", 150, 230, 2e-5),
-                          _row("a peer", 90, 100, None), {"label": "skipped", "status": "skipped"}]}
+                          _row("an engine", 90, 100, None), {"label": "skipped", "status": "skipped"}]}
     out = plot(report, tmp_path / "bench.png")
     assert out.read_bytes().startswith(PNG)
 
@@ -38,9 +38,11 @@ CHECK = {"profile": "ci", "device": "cpu", "seconds": 12.0, "versions": {"zoo": 
     {"variant": "pure", "prop": "logits", "status": "pass", "message": ""},
     {"variant": "pure", "prop": "fidelity", "status": "pass", "message": "",
      "figures": {"learned@float32": {"kl": 1e-14, "top1": 1.0, "ppl": 13.0, "ppl_ratio": 1.0},
-                 "outliers@float32": {"kl": 2e-14, "top1": 1.0, "ppl": 13.0, "ppl_ratio": 1.0}}},
+                 "outliers@float32": {"kl": 2e-14, "top1": 1.0, "ppl": 13.0, "ppl_ratio": 1.0},
+                 "learned@bfloat16": {"kl": 1.5e-5, "top1": 0.9966, "ppl": 13.0, "ppl_ratio": 0.9999},
+                 "outliers@bfloat16": {"kl": 1.6e-5, "top1": 0.995, "ppl": 13.0, "ppl_ratio": 1.0001}}},
     {"variant": "engine@int8", "prop": "logits", "status": "fail",
-     "message": "engine@int8 fails logits: KL 0.3 > bound 0.1\n  reproduce: ..."},
+     "message": "engine@int8 fails logits: logits (float32)\n  (KL 0.3 > bound 0.1)\n  reproduce: ..."},
     {"variant": "engine@int8", "prop": "fidelity", "status": "skip", "message": "the interface check failed"},
 ]}
 
@@ -49,10 +51,12 @@ def test_scoreboard_renders_rows_columns_and_numbered_reasons() -> None:
     text = scoreboard.render(CHECK)
     lines = text.splitlines()
     assert lines[0] == "| variant | logits | fidelity | fidelity: learned | fidelity: outliers |"
-    assert lines[2] == ("| `pure` | pass | pass | KL 1.0e-14, ppl 1.000x (float32) | "
-                        "KL 2.0e-14, ppl 1.000x (float32) |")
-    assert lines[3] == "| `engine@int8` | FAIL [1] | n/a [2] | - | - |"
-    assert "1. engine@int8 fails logits: KL 0.3 > bound 0.1" in lines
+    assert lines[2] == ("| `pure@float32` | pass | pass | KL 1.0e-14, top-1 100.0%, ppl 1.000x | "
+                        "KL 2.0e-14, top-1 100.0%, ppl 1.000x |")
+    assert lines[3] == ("| `pure@bfloat16` | pass | pass | KL 1.5e-05, top-1 99.7%, ppl 1.000x | "
+                        "KL 1.6e-05, top-1 99.5%, ppl 1.000x |")
+    assert lines[4] == "| `engine@int8` | FAIL [1] | n/a [2] | - | - |"
+    assert "1. engine@int8 fails logits: logits (float32) (KL 0.3 > bound 0.1)" in lines
     assert "2. the interface check failed" in lines
 
 
@@ -60,7 +64,7 @@ def test_scoreboard_command_and_heat_map(tmp_path: Path, capsys: pytest.CaptureF
     source = tmp_path / "check.json"
     source.write_text(json.dumps(CHECK))
     assert scoreboard.main([str(source), "--plot", str(tmp_path / "board.png")]) == 0
-    assert "| `pure` | pass | pass |" in capsys.readouterr().out
+    assert "| `pure@bfloat16` | pass | pass |" in capsys.readouterr().out
     assert (tmp_path / "board.png").read_bytes().startswith(PNG)
     source.write_text("{}")
     assert scoreboard.main([str(source)]) == 1

@@ -27,7 +27,7 @@ def test_python_examples_run(index: int) -> None:
 def zoo_commands() -> list[str]:
     commands = []
     for body in blocks("sh"):
-        for line in body.splitlines():
+        for line in body.replace("\\\n", " ").splitlines():  # a command continued with a backslash is one line
             line = line.split("  #")[0].strip()
             for part in line.split("&&"):
                 part = part.strip().removeprefix(".venv/bin/")

@@ -291,6 +291,7 @@ def zoo_variants():
         ("notes=3", "notes must be a str, got int"),
         ("capabilities=zoo.Capabilities(devices=None)", "capabilities.devices must be a non-empty tuple of str"),
         ("capabilities=zoo.Capabilities(kv_cache='yes')", "capabilities.kv_cache must be a bool, got str"),
+        ("precision='q5_k'", "precision 'q5_k' is not one the zoo knows: declare one of float64, float32"),
     ],
 )
 def test_a_variant_with_fields_of_the_wrong_type_is_isolated_as_broken(site, fields, error, capsys):

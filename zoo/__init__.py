@@ -25,7 +25,17 @@ from ._errors import (
 )
 from ._generate import generate, sampling_distribution, stream
 from ._inputs import check_cache_size, check_inputs
-from ._interface import GPT2, Capabilities, Fidelity, Tolerances, Variant, missing_modules, older_than
+from ._interface import (
+    GPT2,
+    PRECISIONS,
+    Capabilities,
+    Fidelity,
+    Precision,
+    Tolerances,
+    Variant,
+    missing_modules,
+    older_than,
+)
 from ._load import load
 from ._random import random_weights
 from ._registry import (
@@ -46,6 +56,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GPT2",
+    "PRECISIONS",
     "PRESETS",
     "BrokenPluginError",
     "Capabilities",
@@ -55,6 +66,7 @@ __all__ = [
     "Fidelity",
     "GPT2Config",
     "InvalidInputError",
+    "Precision",
     "TokenizerError",
     "Tolerances",
     "UnknownVariantError",

@@ -242,7 +242,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         _writable(Path(args.plot), "--plot")
         _matplotlib()
-    _something_to_measure(args.names, args.peer, args.dtype, device)
+    _something_to_measure(args.names, args.dtype, device)
     settings = Settings.quick() if args.quick else Settings.full()
     if args.runs is not None:
         settings = dataclasses.replace(settings, runs=args.runs)
@@ -255,7 +255,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         progress.advance(n)
 
     with Progress("zoo bench", bar=False if args.json else None, quiet=args.quiet) as progress:
-        report = add_ratios(run_bench(args.names, peers=args.peer, config=config, device=device, dtype=args.dtype,
+        report = add_ratios(run_bench(args.names, config=config, device=device, dtype=args.dtype,
                                       threads=args.threads, settings=settings, progress=progress, on_step=step))
     print(format_report(report))
     if args.json:
@@ -271,11 +271,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _something_to_measure(names: list[str], peers: list[str], dtype: str | None, device: str) -> None:
+def _something_to_measure(names: list[str], dtype: str | None, device: str) -> None:
     """Refuse, before measuring, a run whose every asked-for subject would be skipped (the reference alone)."""
     from .bench.run import subjects_for
 
-    asked = [s for s in subjects_for(names, peers, dtype, device) if s.kind != "reference"]
+    asked = [s for s in subjects_for(names, dtype, device) if s.kind != "reference"]
     if asked and all(s.skip for s in asked):
         reasons = "; ".join(dict.fromkeys(s.skip for s in asked))
         raise CapabilityError(f"nothing to measure: {reasons}")
@@ -348,20 +348,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="key layout of a bare state dict SRC (default: hf)")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("bench", help="measure variants against Hugging Face (and peers) on the 124M shape")
+    p = sub.add_parser("bench", help="measure registered variants against Hugging Face on the 124M shape")
     p.add_argument("names", nargs="*", metavar="NAME",
-                   help="variants to measure, NAME or NAME@DTYPE (default: every registered variant); "
-                        "Hugging Face's generate in float32 is always measured as the reference")
-    p.add_argument("--peer", action="append", default=[], metavar="PEER",
-                   help="also measure another engine: llama.cpp, onnxruntime or ctranslate2 "
-                        "(PEER@PRECISION for one precision); repeat for several")
+                   help="registered variants to measure (see `zoo list`), the engines among them: NAME, or "
+                        "NAME@PRECISION for a dtype it offers (pure@bfloat16) or its sibling NAME-PRECISION "
+                        "(llama.cpp@q8_0); default: every registered variant, those that cannot run here listed "
+                        "as skipped. Hugging Face's generate in float32 is always measured as the reference")
     p.add_argument("--json", default=None, metavar="FILE", help="also write every figure to FILE")
     p.add_argument("--quick", action="store_true", help="2 runs and 32 new tokens instead of 5 and 128")
     p.add_argument("--runs", type=_POSITIVE_INT, default=None, help="timed runs per measurement")
     p.add_argument("--threads", type=_POSITIVE_INT, default=None, help="threads per subject (default: all cores)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default=None, help="dtype of every variant (default: each variant's first)")
-    p.add_argument("--config", default=None, help="preset name or config.json path (default: gpt2, 124M)")
+    p.add_argument("--config", default=None,
+                   help="preset name or config.json path (default: gpt2, 124M; a small config.json for a quick try)")
     p.add_argument("--plot", default=None, metavar="FILE",
                    help="also draw decode speed against the floor, and speed against fidelity (needs matplotlib)")
     p.add_argument("--no-fidelity", action="store_true",

@@ -19,6 +19,11 @@ def _has_cache(model: GPT2) -> bool:
     return getattr(type(model), "setup_caches", None) is not GPT2.setup_caches
 
 
+def _has_own_greedy(model: GPT2) -> bool:
+    """Whether ``model`` decodes greedily by a loop of its own (:meth:`zoo.GPT2.generate_greedy`)."""
+    return getattr(type(model), "generate_greedy", None) is not GPT2.generate_greedy
+
+
 def _as_prompts(prompts: Any) -> list[list[int]]:
     """One list of int ids per prompt, from a tensor, a list of ids, or a list of lists."""
     import torch
@@ -160,9 +165,16 @@ def stream(
         stops after it when ``stop_at_eos``; generation ends when every
         sequence has stopped, or after ``max_new_tokens`` steps.
     :param use_cache: use the model's KV cache (``None``: when it has one).
+        ``False`` runs a full forward per token.
+
+    A model without a KV cache that has a greedy loop of its own
+    (:meth:`zoo.GPT2.generate_greedy`, such as CTranslate2's) decodes through
+    that loop when ``temperature`` is ``0`` and ``use_cache`` is ``None``; the
+    tokens are the same, up to rounding, as its full forwards give.
 
     Arguments are checked at once, before the first step; the model runs
-    without autograd, and only while this generator is advanced.
+    without autograd, and only while this generator is advanced (a model's own
+    loop may run ahead of it).
     """
     _check_params(max_new_tokens, temperature, top_k, top_p, seed)
     rows = _as_prompts(prompts)
@@ -187,6 +199,8 @@ def stream(
     if not 0 <= eos < config.vocab_size:
         raise InvalidInputError(f"eos_token_id={eos} is out of range [0, {config.vocab_size})")
     cached = _has_cache(model) if use_cache is None else bool(use_cache)
+    if temperature == 0 and use_cache is None and not cached and _has_own_greedy(model):
+        return _own_steps(model, rows, max_new_tokens, eos if stop_at_eos else None)
     return _steps(model, rows, longest, max_new_tokens, temperature, top_k, top_p, seed, eos,
                   stop_at_eos, cached)
 
@@ -240,6 +254,12 @@ def _steps(model: GPT2, rows: list[list[int]], longest: int, max_new_tokens: int
             finished |= token == eos
             if bool(finished.all()):
                 return
+
+
+def _own_steps(model: GPT2, rows: list[list[int]], max_new_tokens: int,
+               stop_token: int | None) -> Iterator[list[int | None]]:
+    if max_new_tokens > 0:
+        yield from model.generate_greedy(rows, max_new_tokens, stop_token=stop_token)
 
 
 def generate(

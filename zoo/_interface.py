@@ -6,7 +6,7 @@ import abc
 import importlib.metadata
 import importlib.util
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,17 @@ from ._errors import CapabilityError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["GPT2", "Capabilities", "Fidelity", "Tolerances", "Variant", "missing_modules", "older_than"]
+__all__ = [
+    "GPT2",
+    "PRECISIONS",
+    "Capabilities",
+    "Fidelity",
+    "Precision",
+    "Tolerances",
+    "Variant",
+    "missing_modules",
+    "older_than",
+]
 
 
 class GPT2(abc.ABC):
@@ -50,6 +60,13 @@ class GPT2(abc.ABC):
     so that loading never holds two full copies. :meth:`export_weights` returns
     one.
 
+    **Its own greedy generation (optional).** A model that keeps no KV cache
+    across calls, but whose engine decodes with one inside its own generation
+    loop (CTranslate2's ``generate_batch``), overrides :meth:`generate_greedy`;
+    ``zoo.generate`` then decodes greedily through it instead of running a full
+    forward per token. Sampling does not go through it: the zoo's sampler and
+    its seeded draws stay the zoo's.
+
     Bad input raises :class:`zoo.InvalidInputError` (``zoo.check_inputs`` does
     every check); asking for an undeclared capability raises
     :class:`zoo.CapabilityError`.
@@ -81,6 +98,30 @@ class GPT2(abc.ABC):
         raise :class:`zoo.InvalidInputError` (``zoo.check_cache_size``).
         """
         raise CapabilityError(f"{type(self).__name__} has no KV cache; run full forwards instead")
+
+    def generate_greedy(self, prompts: list[list[int]], max_new_tokens: int, *,
+                        stop_token: int | None) -> Iterator[list[int | None]]:
+        """Greedy decoding by the model's own loop: yield, at each step, every prompt's new token.
+
+        ``prompts`` are one list of token ids per row, of any lengths (at
+        least one token each, in range, ``len + max_new_tokens <=
+        n_positions``: ``zoo.stream`` has checked them). Each row continues its
+        own prompt, at positions ``0...`` as a left-padded, masked batch would.
+        Step ``k`` yields a list of one entry per row: the row's ``k``-th new
+        token, the argmax of its logits, or ``None`` once the row has stopped.
+        A row stops after it yields ``stop_token`` (``None``: rows never stop);
+        the iterator ends when every row has stopped, or after
+        ``max_new_tokens`` steps. The result is what ``zoo.stream`` yields for
+        ``temperature=0`` on the model's own full forwards, up to rounding; the
+        conformance harness's ``generation`` property judges it so. The engine
+        may run ahead of the consumer; closing the iterator early stops it.
+
+        Only a model without a KV cache needs it: ``zoo.generate`` uses it for
+        greedy decoding when the model has no :meth:`setup_caches` and
+        ``use_cache`` is not given, and ``zoo bench`` times decoding through
+        it.
+        """
+        raise CapabilityError(f"{type(self).__name__} has no generation loop of its own; use zoo.generate")
 
     @abc.abstractmethod
     def import_weights(self, weights: Mapping[str, Any]) -> None:
@@ -168,6 +209,33 @@ class Tolerances:
 
 
 @dataclass(frozen=True)
+class Precision:
+    """How weights are stored: a row of :data:`PRECISIONS`, named by a dtype or by ``Variant.precision``."""
+
+    name: str
+    family: str  # what zoo bench compares like with like: float32, bfloat16, int8, int4...
+    # bits stored per weight: the data, plus the block scales of formats that fix them (q8_0 and q4_0 keep one
+    # float16 scale per 32 weights). The int8 and int4 rows count the data alone: their scales and zero points
+    # vary by scheme, and so every format of the family reads at least this much.
+    bits: float
+
+
+#: Every precision the zoo knows, by name: the dtypes, and what a variant may declare as ``Variant.precision``.
+#: Read by ``zoo.load`` (will the weights fit?) and ``zoo bench`` (family, decode floor). A variant storing its
+#: weights in a way not listed here adds a row.
+PRECISIONS: dict[str, Precision] = {p.name: p for p in (
+    Precision("float64", "float64", 64),
+    Precision("float32", "float32", 32),
+    Precision("bfloat16", "bfloat16", 16),
+    Precision("float16", "float16", 16),
+    Precision("int8", "int8", 8),
+    Precision("int4", "int4", 4),
+    Precision("q8_0", "int8", 8.5),  # GGUF Q8_0: blocks of 32 int8 and one float16 scale, 34 bytes
+    Precision("q4_0", "int4", 4.5),  # GGUF Q4_0: blocks of 32 4-bit values and one float16 scale, 18 bytes
+)}
+
+
+@dataclass(frozen=True)
 class Variant:
     """A named GPT-2 implementation, as plugins declare it to the zoo.
 
@@ -187,14 +255,28 @@ class Variant:
     capabilities: Capabilities = field(default_factory=Capabilities)
     tolerances: Tolerances = field(default_factory=Tolerances)
     notes: str = ""  # anything a user should know before choosing it (first-call cost...)
-    # what the weights are stored as where that is not the dtype ("int8", "int4" for weight-only
-    # quantisation with bfloat16 activations); "" means the dtype. zoo bench compares like with like by it.
+    # what the weights are stored as where that is not the dtype: a key of PRECISIONS ("int8", "int4" for
+    # weight-only quantisation with bfloat16 activations, "q8_0" for llama.cpp's blocks); "" means the dtype.
+    # Its row's family is what zoo bench compares the variant with (weight_precision()).
     precision: str = ""
     reference: bool = False  # the implementation the others are measured against (Hugging Face's: ``hf``)
     source: str = ""  # set by the registry: the distribution or place that registered it
     # why it cannot run here and how to fix that ("onnxruntime is not installed: pip install ..."), or None.
     # Called by `zoo list`, `zoo check` and `zoo bench`: keep it cheap (an import check, a version compare).
     unavailable: Callable[[], str | None] | None = None
+
+    def weight_precision(self, dtype: str) -> Precision:
+        """The row of :data:`PRECISIONS` its weights are stored in when it runs in ``dtype``.
+
+        The declared ``precision``, else ``dtype`` itself.
+
+        :raises CapabilityError: for a name that has no row, naming those that do.
+        """
+        name = self.precision or dtype
+        if name not in PRECISIONS:
+            raise CapabilityError(f"variant {self.name!r}: {name!r} is not a precision the zoo knows; "
+                                  f"use one of {', '.join(PRECISIONS)} (zoo.PRECISIONS)")
+        return PRECISIONS[name]
 
     def why_unavailable(self) -> str | None:
         """``None`` when the variant can run here; otherwise why not, and the fix."""

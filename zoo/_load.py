@@ -12,7 +12,7 @@ from typing import Any
 from ._config import PRESETS, GPT2Config
 from ._errors import CapabilityError, ConfigError, WeightsError
 from ._inputs import check_seed, device_memory, format_bytes
-from ._interface import GPT2, Variant
+from ._interface import GPT2, PRECISIONS, Variant
 from ._random import random_weights
 from ._registry import get_variant
 from ._weights import open_weights
@@ -60,13 +60,14 @@ def _resolve_device(device: Any, allowed: tuple[str, ...], variant: str) -> Any:
 
 def _check_fits(config: GPT2Config, variant: Variant, dtype: Any, device: Any) -> None:
     """A model whose weights alone cannot fit in the device's memory is refused before it is built."""
-    per_param = {"int8": 1.0, "int4": 0.5}.get(variant.precision, dtype.itemsize)
-    needed = int(config.n_params * per_param)
+    dtype_name = str(dtype).removeprefix("torch.")
+    stored = PRECISIONS.get(variant.precision or dtype_name)
+    needed = int(config.n_params * (stored.bits / 8 if stored is not None else dtype.itemsize))
     memory, where = device_memory(device)
     if memory is not None and needed > memory:
         raise ConfigError(
             f"{config} has {config.n_params:,} parameters: {format_bytes(needed)} of weights for variant "
-            f"{variant.name!r} in {variant.precision or str(dtype).removeprefix('torch.')}, more than {where} "
+            f"{variant.name!r} in {variant.precision or dtype_name}, more than {where} "
             f"{format_bytes(memory)}; choose a smaller config (presets: {', '.join(PRESETS)})"
         )
 

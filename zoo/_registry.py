@@ -255,7 +255,7 @@ def _is_builtin(ep: importlib.metadata.EntryPoint) -> bool:
 
 def _wrong_fields(variant: Variant) -> str:
     """What is of the wrong type in a declared variant ("" if nothing): ``zoo list`` reads every field."""
-    from ._interface import Capabilities, Tolerances
+    from ._interface import PRECISIONS, Capabilities, Tolerances
 
     wrong = []
     for field, kind in (("name", str), ("summary", str), ("capabilities", Capabilities), ("tolerances", Tolerances),
@@ -263,6 +263,9 @@ def _wrong_fields(variant: Variant) -> str:
         value = getattr(variant, field)
         if not isinstance(value, kind):
             wrong.append(f"{field} must be a {kind.__name__}, got {type(value).__name__}")
+    if isinstance(variant.precision, str) and variant.precision and variant.precision not in PRECISIONS:
+        wrong.append(f"precision {variant.precision!r} is not one the zoo knows: declare one of "
+                     f"{', '.join(PRECISIONS)}, or '' for the dtype (zoo.PRECISIONS)")
     if not callable(variant.build):
         wrong.append(f"build must be callable, got {type(variant.build).__name__}")
     if variant.unavailable is not None and not callable(variant.unavailable):

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import zoo
+from zoo.host import HostGPT2, initial_weights, placement
 from zoo.weight_map import checked
 
 if TYPE_CHECKING:
@@ -216,7 +217,7 @@ def _blas_threads(n: int) -> AbstractContextManager[Any]:
 _controller: Any = None  # threadpoolctl.ThreadpoolController, False if unavailable, None until asked
 
 
-class GPT(Module, zoo.GPT2):
+class GPT(Module, HostGPT2):
     def __init__(self, config: zoo.GPT2Config) -> None:
         self.config = config
         self.wte = TiedEmbedding(config.vocab_size, config.n_embd)  # token embedding, and lm_head
@@ -237,28 +238,10 @@ class GPT(Module, zoo.GPT2):
         so variants built after the same ``torch.manual_seed`` hold the same
         ones. ``GPT(config)`` allocates without initialising, and without torch.
         """
-        import torch
-
-        if torch.device(device).type != "cpu":
-            raise zoo.CapabilityError(f"the cpu variant runs on the CPU only, not on {str(device)!r}")
-        if dtype is not None and str(dtype).removeprefix("torch.") != "float32":
-            raise zoo.CapabilityError(f"the cpu variant computes in float32 only, not {dtype}")
+        placement("the cpu variant", device, dtype)
         model = cls(config)
-        model.import_weights(weights if weights is not None
-                             else zoo.random_weights(config, seed=int(torch.randint(2**31, ()))))
+        model.import_weights(initial_weights(config, weights))
         return model
-
-    @property
-    def device(self) -> torch.device:
-        import torch
-
-        return torch.device("cpu")
-
-    @property
-    def dtype(self) -> torch.dtype:
-        import torch
-
-        return torch.float32
 
     def setup_caches(self, max_batch_size: int, max_seq_length: int) -> None:
         zoo.check_cache_size(self.config, max_batch_size, max_seq_length)  # float32 on the CPU: the defaults, no torch

@@ -6,12 +6,18 @@ same model at compute type ``int8_float32`` (int8 weights with one scale per
 output row, activations quantised on the fly, float32 elsewhere). The tied
 head is quantised with the embedding it shares.
 
-Cannot: keep a KV cache across calls (``Generator.forward_batch``, the one
-call that returns every position's logits, starts afresh each time; its own
-``generate_batch`` caches internally but returns tokens, not logits), run
-on a GPU here, or compute in bfloat16 (``int8_bfloat16`` is not among this
-CPU's compute types), train. Left padding works: each row runs its real
-tokens alone.
+Greedy decoding goes through CTranslate2's own ``generate_batch``
+(``generate_greedy``), whose loop keeps a KV cache: ``zoo.generate`` and
+``zoo bench`` use it. Sampling does not: CTranslate2's random generator is one
+per engine thread, seeded once (``set_random_seed`` reaches only threads not
+yet started), so a ``seed`` could not be honoured, and the zoo's sampler runs
+on a full forward per token instead.
+
+Cannot: keep a KV cache across calls of the interface
+(``Generator.forward_batch``, the one call that returns every position's
+logits, starts afresh each time), run on a GPU here, or compute in bfloat16
+(``int8_bfloat16`` is not among this CPU's compute types), train. Left padding
+works: each row runs its real tokens alone.
 """
 
 from __future__ import annotations
@@ -56,8 +62,10 @@ def zoo_variants() -> list[zoo.Variant]:
             # the default bounds hold: with `zoo check ctranslate2 --profile ci` the worst logit error was
             # half its bound (8.2e-5 against 1.6e-4)
             tolerances=zoo.Tolerances(),
-            notes="forward_batch gives every position's logits but keeps no cache, so decoding runs a full "
-            "forward per token; a left-padded row runs its real tokens alone.",
+            notes="forward_batch gives every position's logits but keeps no cache; greedy decoding runs "
+            "through CTranslate2's generate_batch (its own KV cache), sampling through the zoo's sampler on a "
+            "full forward per token (CTranslate2's sampler cannot be seeded per call); a left-padded row runs "
+            "its real tokens alone.",
             unavailable=_unavailable,
         ),
         zoo.Variant(
@@ -74,7 +82,8 @@ def zoo_variants() -> list[zoo.Variant]:
             tolerances=zoo.Tolerances(max_kl=0.3, max_rel_logit_error=0.2, fidelity={
                 "learned": zoo.Fidelity(max_kl=5e-5, max_ppl_ratio=1.0005, min_top1=0.998),
                 "outliers": zoo.Fidelity(max_kl=7.0, max_ppl_ratio=53.0)}),
-            notes="approximate (activations quantised per row on every call). Finding: close to float32 on "
+            notes="approximate (activations quantised per row on every call); decoding as ctranslate2 (greedy "
+            "through generate_batch, sampling on full forwards). Finding: close to float32 on "
             "learned weights (KL 2.5e-5), but with GPT-2's activation outliers planted it multiplies perplexity "
             "about 27 times and agrees on the top token at under half the positions. export_weights() returns "
             "the float32 weights imported (CTranslate2 does not give back the int8 ones); int8_bfloat16 is not "

@@ -13,18 +13,25 @@ position. It keeps no cache between calls, so the variant declares no KV
 cache. A left-padded row is run as its real tokens alone (what a mask selects,
 at positions ``0...``): CTranslate2 pads a batch of unequal rows itself, on
 the right.
+
+Greedy generation (:meth:`CTranslate2GPT2.generate_greedy`, which
+``zoo.generate`` and ``zoo bench`` use) goes through ``generate_batch``
+instead, whose loop keeps a KV cache.
 """
 
 from __future__ import annotations
 
+import queue
 import tempfile
-from collections.abc import Mapping
+import threading
+from collections import deque
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import zoo
-from zoo.weight_map import checked
+from zoo.host import HostGPT2, float32_copies, initial_weights, placement
 
 if TYPE_CHECKING:
     import torch
@@ -59,10 +66,15 @@ def spec(config: zoo.GPT2Config, weights: Mapping[str, np.ndarray]) -> Any:
         ffn.layer_norm.gamma, ffn.layer_norm.beta = weights[p + "ln_2.weight"], weights[p + "ln_2.bias"]
         linear(ffn.linear_0, p + "mlp.c_fc")
         linear(ffn.linear_1, p + "mlp.c_proj")
-    tokens = [f"<{i}>" for i in range(config.vocab_size)]  # ids are what the model is given; names only label them
+    tokens = token_names(config.vocab_size)
     model.register_vocabulary(tokens)
     model.config.bos_token = model.config.eos_token = model.config.unk_token = tokens[config.eos_token_id]
     return model
+
+
+def token_names(vocab_size: int) -> list[str]:
+    """The vocabulary the model is saved with: ``<0>``, ``<1>``...; ids are what it is given, names only label them."""
+    return [f"<{i}>" for i in range(vocab_size)]
 
 
 def generator(config: zoo.GPT2Config, weights: Mapping[str, np.ndarray], compute_type: str, threads: int) -> Any:
@@ -78,7 +90,7 @@ def generator(config: zoo.GPT2Config, weights: Mapping[str, np.ndarray], compute
                                      inter_threads=1)
 
 
-class CTranslate2GPT2(zoo.GPT2):
+class CTranslate2GPT2(HostGPT2):
     """``zoo.GPT2`` run by a CTranslate2 ``Generator``, made on the first forward after an import."""
 
     def __init__(self, config: zoo.GPT2Config, scheme: str = "float32") -> None:
@@ -92,39 +104,13 @@ class CTranslate2GPT2(zoo.GPT2):
     @classmethod
     def build(cls, config: zoo.GPT2Config, *, device: Any = "cpu", dtype: Any = None,
               weights: Mapping[str, Any] | None = None, scheme: str = "float32") -> CTranslate2GPT2:
-        import torch
-
-        if torch.device(device).type != "cpu":
-            raise zoo.CapabilityError(f"the CTranslate2 variants run on the CPU only, not on {str(device)!r}")
-        if dtype is not None and str(dtype).removeprefix("torch.") != "float32":
-            raise zoo.CapabilityError(f"the CTranslate2 variants compute in float32 only here, not {dtype} "
-                                      "(this CPU offers no bfloat16 compute type)")
+        placement("the CTranslate2 variants (this CPU offers no bfloat16 compute type)", device, dtype)
         model = cls(config, scheme)
-        model.import_weights(weights if weights is not None
-                             else zoo.random_weights(config, seed=int(torch.randint(2**31, ()))))
+        model.import_weights(initial_weights(config, weights))
         return model
 
-    @property
-    def device(self) -> torch.device:
-        import torch
-
-        return torch.device("cpu")
-
-    @property
-    def dtype(self) -> torch.dtype:
-        import torch
-
-        return torch.float32
-
     def import_weights(self, weights: Mapping[str, Any]) -> None:
-        import torch
-
-        own = {}
-        for name, value in checked(weights, self.config).items():  # one tensor at a time
-            if not isinstance(value, np.ndarray):
-                value = torch.as_tensor(value).detach().to("cpu", torch.float32).numpy()
-            own[name] = np.array(value, dtype=np.float32, copy=True)  # the model's own copy
-        self.weights, self.generator = own, None
+        self.weights, self.generator = float32_copies(weights, self.config), None
 
     def export_weights(self) -> dict[str, torch.Tensor]:
         """Copies of the float32 weights imported (CTranslate2 does not give back the int8 ones it holds)."""
@@ -159,3 +145,68 @@ class CTranslate2GPT2(zoo.GPT2):
             for i, b in enumerate(ran):
                 logits[b, keep[b]] = out[i, : len(rows[b])]
         return torch.from_numpy(logits)
+
+    def generate_greedy(self, prompts: list[list[int]], max_new_tokens: int, *,
+                        stop_token: int | None) -> Iterator[list[int | None]]:
+        """Greedy decoding by ``Generator.generate_batch`` (``sampling_topk=1``), whose loop keeps a KV cache.
+
+        ``generate_batch`` forwards the first ``shortest`` tokens of every prompt
+        at once and feeds each longer prompt's remaining tokens through its
+        loop, one a step, reporting them as steps too: row ``b``'s ``k``-th new
+        token is its step ``len(prompts[b]) - shortest + k``. Its loop runs in a
+        thread of its own; its callback hands each row's new tokens over and
+        stops a row once it has ``max_new_tokens``. ``end_token=[]`` stops no
+        row (CTranslate2's default would stop at the vocabulary's end token).
+        """
+        names = token_names(self.config.vocab_size)
+        B = len(prompts)
+        shortest = min(len(p) for p in prompts)
+        fed = [len(p) - shortest for p in prompts]  # prompt tokens each row's first steps report
+        tokens: queue.SimpleQueue[tuple[int, int] | BaseException | None] = queue.SimpleQueue()
+        closed = threading.Event()
+
+        def on_step(step: Any) -> bool:  # on CTranslate2's thread: True stops that row
+            b = step.batch_id
+            k = step.step - fed[b]
+            if k >= 0:
+                tokens.put((b, step.token_id))
+            return closed.is_set() or k + 1 >= max_new_tokens
+
+        def run(engine: Any) -> None:
+            try:
+                engine.generate_batch(
+                    [[names[t] for t in p] for p in prompts], max_length=max_new_tokens + max(fed),
+                    include_prompt_in_result=False, sampling_topk=1, beam_size=1,
+                    end_token=[] if stop_token is None else [stop_token], return_end_token=True, callback=on_step)
+                tokens.put(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, who raises it
+                tokens.put(exc)
+
+        thread = threading.Thread(target=run, args=(self._generator(),), name="zoo-ctranslate2-generate",
+                                  daemon=True)
+        thread.start()
+        waiting: list[deque[int]] = [deque() for _ in range(B)]
+        stopped = [False] * B
+        try:
+            for _ in range(max_new_tokens):
+                while any(not stopped[b] and not waiting[b] for b in range(B)):
+                    item = tokens.get()
+                    if isinstance(item, BaseException):
+                        raise item
+                    if item is None:
+                        raise RuntimeError("CTranslate2's generate_batch ended before every row had its tokens")
+                    waiting[item[0]].append(item[1])
+                step: list[int | None] = []
+                for b in range(B):
+                    if stopped[b]:
+                        step.append(None)
+                        continue
+                    token = waiting[b].popleft()
+                    stopped[b] = token == stop_token
+                    step.append(token)
+                yield step
+                if all(stopped):
+                    return
+        finally:
+            closed.set()  # a consumer that stops early stops the engine at its next step
+            thread.join()

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import zoo
-from zoo.weight_map import checked
+from zoo.host import HostGPT2, float32_copies, initial_weights, placement
 
 if TYPE_CHECKING:
     import torch
@@ -80,7 +80,7 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-class LlamaCppGPT2(zoo.GPT2):
+class LlamaCppGPT2(HostGPT2):
     """``zoo.GPT2`` run by llama.cpp on a GGUF file of its weights, loaded on the first forward after an import."""
 
     def __init__(self, config: zoo.GPT2Config, scheme: str = "float32") -> None:
@@ -100,31 +100,17 @@ class LlamaCppGPT2(zoo.GPT2):
     @classmethod
     def build(cls, config: zoo.GPT2Config, *, device: Any = "cpu", dtype: Any = None,
               weights: Mapping[str, Any] | None = None, scheme: str = "float32") -> LlamaCppGPT2:
-        import torch
-
-        if torch.device(device).type != "cpu":
-            raise zoo.CapabilityError(f"the llama.cpp variants run on the CPU only here, not on {str(device)!r}")
-        name = "float32" if dtype is None else str(dtype).removeprefix("torch.")
-        if scheme in ("float32", "bfloat16"):
-            if name not in ("float32", "bfloat16"):
-                raise zoo.CapabilityError(f"llama.cpp runs GGUF in float32 or bfloat16, not {name}")
-            scheme = name
-        elif name != "float32":
-            raise zoo.CapabilityError(f"the {scheme} variant computes in float32 only, not {name}")
+        if scheme in ("float32", "bfloat16"):  # the dtype picks the GGUF: F32 or BF16
+            scheme = placement("the llama.cpp variant", device, dtype, ("float32", "bfloat16"))
+        else:
+            placement(f"llama.cpp-{scheme}", device, dtype)
         if config.vocab_size <= MIN_VOCAB:
             raise zoo.CapabilityError(
                 f"llama.cpp cannot load a GPT-2 vocabulary of {config.vocab_size} ids: its BPE loader needs at "
                 f"least one merge, and GPT-2's first merge makes id {MIN_VOCAB}; use vocab_size > {MIN_VOCAB}")
         model = cls(config, scheme)
-        model.import_weights(weights if weights is not None
-                             else zoo.random_weights(config, seed=int(torch.randint(2**31, ()))))
+        model.import_weights(initial_weights(config, weights))
         return model
-
-    @property
-    def device(self) -> torch.device:
-        import torch
-
-        return torch.device("cpu")
 
     @property
     def dtype(self) -> torch.dtype:
@@ -134,13 +120,7 @@ class LlamaCppGPT2(zoo.GPT2):
 
     # -- weights
     def import_weights(self, weights: Mapping[str, Any]) -> None:
-        import torch
-
-        own = {}
-        for name, value in checked(weights, self.config).items():  # one tensor at a time
-            if not isinstance(value, np.ndarray):
-                value = torch.as_tensor(value).detach().to("cpu", torch.float32).numpy()
-            own[name] = np.array(value, dtype=np.float32, copy=True)  # the model's own copy
+        own = float32_copies(weights, self.config)
         self._free()
         self.weights = own
         self.max_seq_length, self._written, self._real = None, 0, None
@@ -150,6 +130,11 @@ class LlamaCppGPT2(zoo.GPT2):
         import torch
 
         return {name: torch.from_numpy(array.copy()) for name, array in self.weights.items()}
+
+    def weight_bytes(self) -> int:
+        """Bytes of the tensors llama.cpp holds (``llama_model_size``: Q8_0 and Q4_0 with their block scales)."""
+        self._load()
+        return int(bindings().llama_model_size(self.model))
 
     def _load(self) -> None:
         if self.model is not None:
@@ -221,8 +206,9 @@ class LlamaCppGPT2(zoo.GPT2):
             llama_cpp.llama_model_free(self.model)
             self.model = None
 
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # interpreter shutdown may have unloaded the bindings already
+    def __del__(self, _suppress: type[contextlib.suppress] = contextlib.suppress) -> None:
+        # bound at definition: at interpreter shutdown the module's globals (contextlib, the bindings) may be gone
+        with _suppress(Exception):
             self._free()
 
     # -- running

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import zoo
-from zoo.weight_map import HF, TIED, checked, from_canonical, to_canonical
+from zoo.host import HostGPT2, float32_copies, initial_weights, placement
+from zoo.weight_map import HF, TIED, from_canonical, to_canonical
 
 from .graph import SCHEMES, dequantised, io_names, quantise_int4, quantise_int8, with_weights
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     import torch
 
 
-class OnnxGPT2(zoo.GPT2):
+class OnnxGPT2(HostGPT2):
     """``zoo.GPT2`` run by an ONNX Runtime session made from the graph of its config and its weights.
 
     The weights are kept as canonical float32 NumPy arrays; the session (and
@@ -42,39 +43,14 @@ class OnnxGPT2(zoo.GPT2):
     @classmethod
     def build(cls, config: zoo.GPT2Config, *, device: Any = "cpu", dtype: Any = None,
               weights: Mapping[str, Any] | None = None, scheme: str = "float32") -> OnnxGPT2:
-        import torch
-
-        if torch.device(device).type != "cpu":
-            raise zoo.CapabilityError(f"the ONNX Runtime variants run on the CPU only, not on {str(device)!r}")
-        if dtype is not None and str(dtype).removeprefix("torch.") != "float32":
-            raise zoo.CapabilityError(f"the ONNX Runtime variants compute in float32 only, not {dtype}")
+        placement("the ONNX Runtime variants", device, dtype)
         model = cls(config, scheme)
-        model.import_weights(weights if weights is not None
-                             else zoo.random_weights(config, seed=int(torch.randint(2**31, ()))))
+        model.import_weights(initial_weights(config, weights))
         return model
-
-    @property
-    def device(self) -> torch.device:
-        import torch
-
-        return torch.device("cpu")
-
-    @property
-    def dtype(self) -> torch.dtype:
-        import torch
-
-        return torch.float32
 
     # -- weights
     def import_weights(self, weights: Mapping[str, Any]) -> None:
-        import torch
-
-        own = {}
-        for name, value in checked(weights, self.config).items():  # one tensor at a time
-            if not isinstance(value, np.ndarray):
-                value = torch.as_tensor(value).detach().to("cpu", torch.float32).numpy()
-            own[name] = np.array(value, dtype=np.float32, copy=True)  # the model's own copy
-        self.weights, self.session, self._dequantised = own, None, None
+        self.weights, self.session, self._dequantised = float32_copies(weights, self.config), None, None
         self._cache, self._cache_len = [], 0
 
     def export_weights(self) -> dict[str, torch.Tensor]:

@@ -7,26 +7,21 @@ from typing import Any
 __all__ = ["add_ratios", "format_report", "streamed_bytes"]
 
 MiB = 1024 * 1024
+OWN_LOOP = " †"  # marks the decode figures of a variant decoded by its own greedy loop (decode_note)
 
-# bytes of one weight at each precision family: the data alone (scales, zero points and block headers
-# are left out, so every real format of the family reads at least this much)
-BYTES_PER_WEIGHT = {"float64": 8.0, "float32": 4.0, "bfloat16": 2.0, "float16": 2.0, "int8": 1.0, "int4": 0.5}
-
-
-def streamed_bytes(config: dict[str, Any], family: str) -> float | None:
-    """The fewest bytes one decoding step must read at ``family``'s width, whatever the batch.
+def streamed_bytes(config: dict[str, Any], bits_per_weight: float) -> float:
+    """The fewest bytes one decoding step must read at ``bits_per_weight``, whatever the batch.
 
     Every block's four matrices and the output head (``vocab x n_embd``, the
     tied ``wte``) are streamed whole; the embedding lookups read one row per
     token, so ``wpe`` and an untied copy of ``wte`` do not count; biases and
-    LayerNorms are counted at the same width. ``None`` for an unknown family.
+    LayerNorms are counted at the same width. ``bits_per_weight`` is the row of
+    :data:`zoo.PRECISIONS` a subject stores its weights in (``q8_0``: 8.5, its
+    block scales included).
     """
-    width = BYTES_PER_WEIGHT.get(family)
-    if width is None:
-        return None
     d, layers, vocab = config["n_embd"], config["n_layer"], config["vocab_size"]
     per_block = 12 * d * d + 13 * d  # c_attn 3d^2, attn.c_proj d^2, c_fc 4d^2, mlp.c_proj 4d^2; biases, LNs
-    return width * (layers * per_block + vocab * d + 2 * d)
+    return bits_per_weight / 8 * (layers * per_block + vocab * d + 2 * d)
 
 
 def _median(figures: dict[str, Any], *path: str) -> float | None:
@@ -51,7 +46,8 @@ def add_ratios(report: dict[str, Any]) -> dict[str, Any]:
     for row in rows:
         if row["status"] != "ok":
             continue
-        needed = streamed_bytes(report["config"], row["family"]) if "config" in report and "family" in row else None
+        bits = row.get("bits_per_weight")
+        needed = streamed_bytes(report["config"], bits) if "config" in report and bits else None
         if bandwidth and needed:
             # the fewest bytes a step reads, at the best streaming read measured: nothing decodes faster
             row["streamed_bytes"] = needed
@@ -122,7 +118,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"Machine: {machine.get('gpu') or machine['cpu']}, {machine['cores']} cores"
         + (f", {machine['memory_bytes'] / 2**30:.0f} GiB" if machine.get("memory_bytes") else "")
         + f"; {report['device']}, {report['threads']} threads; {versions}.",
-        f"Memory bandwidth: {bw['bytes_per_s'] / 1e9:.1f} GB/s ({bw['kernel']}, median of its runs).",
+        f"Memory bandwidth: {bw['bytes_per_s'] / 1e9:.1f} GB/s ({bw['kernel']}, best of its runs).",
         (f"Shape: {report['config'].get('n_layer')} layers x {report['config'].get('n_embd')}, random weights; "
          f"{settings['warmup']} warm-up + {settings['runs']} runs, medians; decode: {settings['prompt_tokens']}-token"
          f" prompt, {settings['new_tokens']} new tokens, greedy, KV cache. Ratios in brackets are against "
@@ -141,9 +137,10 @@ def format_report(report: dict[str, Any]) -> str:
         floor = row.get("decode_floor_tok_s", {}).get("b1")
         b1 = _median(row, "decode", "b1")
         floor_cell = f"{floor:,.0f} ({b1 / floor:.0%})" if floor and b1 else "-"
+        own = OWN_LOOP if row.get("decode_note") else ""  # decoded by the variant's own loop: said below
         cells = ([row["label"]] + [_cell(row, "prefill", k) for k in prefill]
-                 + [_cell(row, "decode", k) for k in decode]
-                 + [floor_cell, _cell(row, "ttft_s", "b1", 1000.0, 1), _plain(row, "load_s", 1.0, 2),
+                 + [_cell(row, "decode", k) + own for k in decode]
+                 + [floor_cell, _cell(row, "ttft_s", "b1", 1000.0, 1) + own, _plain(row, "load_s", 1.0, 2),
                     _plain(row, "peak_rss_bytes", 1 / MiB, 0), _plain(row, "weight_bytes", 1 / MiB, 1)]
                  + _fidelity_cells(row))
         lines.append("| " + " | ".join(cells) + " |")
@@ -157,12 +154,14 @@ def format_report(report: dict[str, Any]) -> str:
         cells = ([row["label"]] + [_spread(row, "prefill", k) for k in prefill]
                  + [_spread(row, "decode", k) for k in decode] + [f"{first:.1f}"])
         lines.append("| " + " | ".join(cells) + " |")
-    others = [row for row in rows if row["status"] != "ok"]
-    if others:
-        lines.append("")
-        lines += [f"- {row['label']}: {row['status']}: {row['reason']}" for row in others]
-    unjudged = [row for row in rows if row["status"] == "ok" and row.get("fidelity_missing")]
-    if unjudged:
-        lines.append("")
-        lines += [f"- {row['label']}: no fidelity figures: {row['fidelity_missing']}" for row in unjudged]
+    ok = [row for row in rows if row["status"] == "ok"]
+    for notes in ([f"- {row['label']}: {row['status']}: {row['reason']}" for row in rows if row["status"] != "ok"],
+                  [f"- {row['label']}: decode and TTFT{OWN_LOOP}: {row['decode_note']}"
+                   for row in ok if row.get("decode_note")],
+                  [f"- {row['label']}: no decode figures: {row['decode_missing']}"
+                   for row in ok if row.get("decode_missing")],
+                  [f"- {row['label']}: no fidelity figures: {row['fidelity_missing']}"
+                   for row in ok if row.get("fidelity_missing")]):
+        if notes:
+            lines += ["", *notes]
     return "\n".join(lines)

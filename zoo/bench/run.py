@@ -18,8 +18,8 @@ from zoo import CapabilityError, GPT2Config, Variant, ZooError
 
 from .machine import describe
 
-__all__ = ["REFERENCE_DTYPE", "NoReferenceError", "Settings", "Subject", "family_of", "reference_variant",
-           "run_bench", "subjects_for"]
+__all__ = ["REFERENCE_DTYPE", "NoReferenceError", "Settings", "Subject", "reference_variant", "run_bench",
+           "subjects_for"]
 
 log = logging.getLogger("zoo")
 
@@ -64,14 +64,16 @@ class Settings:
 
 @dataclass(frozen=True)
 class Subject:
-    """One row of the table: a variant, the reference, or a peer, at one precision."""
+    """One row of the table: the reference or a variant, in one dtype."""
 
-    kind: str  # "reference", "variant" or "peer"
+    kind: str  # "reference" or "variant"
     name: str
-    precision: str  # the subject's own name for it: "float32", "Q8_0"...
-    family: str  # the zoo's name, for comparing like with like: float32, bfloat16, int8, int4
+    precision: str  # the dtype it is loaded and computes in: "float32", "bfloat16"...
+    family: str  # what its weights are stored as, for comparing like with like: float32, bfloat16, int8, int4
     skip: str = ""  # why it is not measured (not installed, dtype not offered...)
     notes: str = ""
+    # bits per weight a decode step reads (zoo.PRECISIONS); None where the precision is unknown (a skipped row)
+    bits_per_weight: float | None = None
 
     @property
     def label(self) -> str:
@@ -113,11 +115,6 @@ def reference_variant(variants: Iterable[Variant] | None = None) -> Variant:
     )
 
 
-def family_of(variant: Variant, dtype: str) -> str:
-    """The zoo's name for what ``variant`` computes with at ``dtype``: its declared precision, else the dtype."""
-    return variant.precision or dtype
-
-
 def _variant_subject(spec: str, dtype: str | None, device: str) -> Subject:
     try:
         variant, asked = zoo.resolve(spec)
@@ -126,7 +123,6 @@ def _variant_subject(spec: str, dtype: str | None, device: str) -> Subject:
         variant = zoo.get_variant(name)
     name, caps = variant.name, variant.capabilities
     precision = asked or dtype or caps.dtypes[0]
-    family = family_of(variant, precision)
     skip = ""
     if zoo.distribution_of(name) is None:
         skip = (f"{name} was registered at run time, which the benchmark's worker processes cannot see; "
@@ -137,34 +133,25 @@ def _variant_subject(spec: str, dtype: str | None, device: str) -> Subject:
         skip = f"{name} does not offer {precision} (it offers {', '.join(caps.dtypes)})"
     elif device.split(":")[0] not in caps.devices:
         skip = f"{name} does not run on {device} (it runs on {', '.join(caps.devices)})"
-    return Subject("variant", name, precision, family, skip, variant.notes)
+    try:
+        stored = variant.weight_precision(precision)
+    except CapabilityError as exc:
+        return Subject("variant", name, precision, precision, skip or str(exc), variant.notes)
+    return Subject("variant", name, precision, stored.family, skip, variant.notes, stored.bits)
 
 
-def subjects_for(names: Sequence[str], peers: Sequence[str], dtype: str | None, device: str) -> list[Subject]:
-    """The reference first, then the variants (``NAME`` or ``NAME@DTYPE``), then the peers' precisions.
+def subjects_for(names: Sequence[str], dtype: str | None, device: str) -> list[Subject]:
+    """The reference first, then the variants ``names`` (``NAME`` or ``NAME@PRECISION``, see :func:`zoo.resolve`).
 
     The reference is :func:`reference_variant`, timed at :data:`REFERENCE_DTYPE`;
-    without ``names``, every other registered variant follows it.
+    without ``names``, every other registered variant follows it (one that
+    cannot run here is a skipped row saying why).
     """
     reference = reference_variant()
-    subjects = [Subject("reference", reference.name, REFERENCE_DTYPE, family_of(reference, REFERENCE_DTYPE))]
+    stored = reference.weight_precision(REFERENCE_DTYPE)
+    subjects = [Subject("reference", reference.name, REFERENCE_DTYPE, stored.family, bits_per_weight=stored.bits)]
     chosen = list(names) or [n for n in zoo.list_variants() if n != reference.name]
     subjects += [_variant_subject(spec, dtype, device) for spec in chosen]
-    if peers:
-        from .peers import get_peer
-
-        for spec in peers:
-            name, _, asked = spec.partition("@")
-            peer = get_peer(name)
-            if asked and asked not in peer.precisions:
-                raise CapabilityError(
-                    f"peer {name} has no precision {asked!r}; it offers {', '.join(peer.precisions)}"
-                )
-            missing = peer.missing() or ""
-            if device != "cpu":
-                missing = missing or f"peers are measured on the CPU only, not {device}"
-            for precision in [asked] if asked else list(peer.precisions):
-                subjects.append(Subject("peer", name, precision, peer.precisions[precision], missing))
     return subjects
 
 
@@ -224,7 +211,6 @@ def _worker(spec: dict[str, Any], threads: int, progress: Callable[[str], None],
 def run_bench(
     names: Sequence[str] = (),
     *,
-    peers: Sequence[str] = (),
     config: GPT2Config | None = None,
     device: str = "cpu",
     dtype: str | None = None,
@@ -234,7 +220,7 @@ def run_bench(
     progress: Callable[[str], None] = lambda line: None,
     on_step: Callable[[int, int], None] = lambda done, total: None,
 ) -> dict[str, Any]:
-    """Measure the reference, the variants ``names`` and the ``peers`` on one set of weights.
+    """Measure the reference and the variants ``names`` (default: every registered one) on one set of weights.
 
     ``progress`` is called with a line at each phase of each subject;
     ``on_step(n, total)`` with ``n`` steps just finished out of ``total``
@@ -249,7 +235,7 @@ def run_bench(
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise CapabilityError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
-    subjects = subjects_for(names, peers, dtype, device)
+    subjects = subjects_for(names, dtype, device)
     work_dir = work_dir or default_work_dir()
     weights_dir = prepare_weights(config, work_dir)
     started = time.time()
@@ -267,8 +253,7 @@ def run_bench(
             results.append(Result(subject, "skipped", subject.skip))
             on_step(per_subject, total)
             continue
-        spec = {"subject": asdict(subject), "label": label, "weights_dir": str(weights_dir),
-                "work_dir": str(work_dir / "peers"), "device": device, "threads": threads,
+        spec = {"subject": asdict(subject), "label": label, "weights_dir": str(weights_dir), "device": device, "threads": threads,
                 "warmup": settings.warmup, "runs": settings.runs, "prefill": settings.prefill,
                 "decode": settings.decode, "prompt_tokens": settings.prompt_tokens,
                 "new_tokens": settings.new_tokens, "vocab_size": config.vocab_size,

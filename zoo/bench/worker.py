@@ -39,17 +39,13 @@ def _set_threads(threads: int) -> None:
         torch.set_num_interop_threads(1)
 
 
-def _runner(subject: dict[str, Any], weights_dir: Path, work_dir: Path, device: str, threads: int) -> Any:
+def _runner(subject: dict[str, Any], weights_dir: Path, device: str, threads: int) -> Any:
     from .runners import ReferenceRunner, VariantRunner
 
     kind, name, precision = subject["kind"], subject["name"], subject["precision"]
     if kind == "reference":
-        return ReferenceRunner(weights_dir, work_dir, precision, device, threads)
-    if kind == "variant":
-        return VariantRunner(name, weights_dir, work_dir, precision, device, threads)
-    from .peers import get_peer
-
-    return get_peer(name).make_runner(weights_dir, work_dir, precision, device, threads)
+        return ReferenceRunner(weights_dir, precision, device, threads)
+    return VariantRunner(name, weights_dir, precision, device, threads)
 
 
 def _time_runs(label: str, what: str, warmup: int, runs: int, once: Callable[[], Any]) -> tuple[list[Any], float]:
@@ -71,17 +67,22 @@ def _time_runs(label: str, what: str, warmup: int, runs: int, once: Callable[[],
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Measure one subject.
 
-    ``spec``: ``subject`` (``kind`` variant/reference/peer, ``name``, ``precision``),
-    ``label``, ``weights_dir``, ``work_dir``, ``device``, ``threads``, ``warmup``,
-    ``runs``, ``prefill`` (list of ``[B, T]``), ``decode`` (list of ``B``),
-    ``prompt_tokens``, ``new_tokens``, ``vocab_size``.
+    ``spec``: ``subject`` (``kind`` reference or variant, ``name``, ``precision``),
+    ``label``, ``weights_dir``, ``device``, ``threads``, ``warmup``, ``runs``,
+    ``prefill`` (list of ``[B, T]``), ``decode`` (list of ``B``),
+    ``prompt_tokens``, ``new_tokens``, ``vocab_size``, and ``reference`` (the
+    name to measure fidelity against, or ``None`` to skip it). A subject that
+    cannot decode (:meth:`~zoo.bench.runners.Runner.why_no_decode`) gets
+    ``decode_missing``, the reason, instead of decode and time-to-first-token
+    figures; one that decodes by a loop of its own gets ``decode_note``
+    (:meth:`~zoo.bench.runners.Runner.decode_note`) beside them.
     """
     import numpy as np
 
     label = spec["label"]
     threads = int(spec["threads"])
     _set_threads(threads)
-    runner = _runner(spec["subject"], Path(spec["weights_dir"]), Path(spec["work_dir"]), spec["device"], threads)
+    runner = _runner(spec["subject"], Path(spec["weights_dir"]), spec["device"], threads)
     runner.prepare()
     rss_before = _peak_rss()
     start = time.perf_counter()
@@ -106,7 +107,14 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         out["prefill"][key], out["first_call_s"][f"prefill {key}"] = summary(rates), first
 
     new = spec["new_tokens"]
-    for batch in spec["decode"]:
+    no_decode = runner.why_no_decode()
+    if no_decode:
+        out["decode_missing"] = no_decode
+        _progress(label, f"decode: not measured: {no_decode}")
+    elif runner.decode_note():
+        out["decode_note"] = runner.decode_note()
+        _progress(label, f"decode: {out['decode_note']}")
+    for batch in [] if no_decode else spec["decode"]:
         ids = rng.integers(0, vocab, (batch, spec["prompt_tokens"]), dtype=np.int64)
         key = f"b{batch}"
 
