@@ -122,4 +122,4 @@ def test_a_compiled_variant_is_declared_unavailable_only_where_torch_cannot_comp
         assert compile_unavailable() is None and compiled.unavailable is None
     else:
         assert compiled.why_unavailable() == compile_unavailable() == zoo.older_than(
-            "2.6", needs="torch.compile on Python 3.13")
+            "torch", "2.6", needs="torch.compile on Python 3.13")
