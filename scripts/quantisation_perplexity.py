@@ -202,19 +202,25 @@ def batches(windows: torch.Tensor, size: int) -> Iterator[torch.Tensor]:
         yield windows[i: i + size]
 
 
-def evaluate(weights: Path, windows: torch.Tensor, batch: int) -> list[dict[str, Any]]:
-    """Every variant of :data:`JUDGED` on the same windows, batch by batch against the float32 baseline."""
+def runnable() -> tuple[list[Judged], dict[str, str]]:
+    """The rows of :data:`JUDGED` whose variant runs here, and why each other one does not (by label)."""
+    reasons = {j.label: zoo.get_variant(j.name).why_unavailable() for j in JUDGED}
+    return [j for j in JUDGED if reasons[j.label] is None], {k: v for k, v in reasons.items() if v is not None}
+
+
+def evaluate(weights: Path, windows: torch.Tensor, batch: int, judging: Sequence[Judged]) -> list[dict[str, Any]]:
+    """Every variant of ``judging`` (the baseline first) on the same windows, batch by batch against the baseline."""
     models = {}
-    for judged in JUDGED:
+    for judged in judging:
         progress(f"loading {judged.label}")
         models[judged.label] = zoo.load(judged.name, weights, dtype=judged.dtype)
-    scores = {judged.label: Score() for judged in JUDGED}
+    scores = {judged.label: Score() for judged in judging}
     done = 0
     with torch.inference_mode():
         for chunk in batches(windows, batch):
             inputs, targets = chunk[:, :-1], chunk[:, 1:].flatten()  # (b, T), (b * T,)
             base_logp: torch.Tensor | None = None
-            for judged in JUDGED:  # the baseline first, so base_logp is set for the rest
+            for judged in judging:  # the baseline first, so base_logp is set for the rest
                 start = time.perf_counter()
                 logits = models[judged.label](inputs)  # (b, T, V)
                 seconds = time.perf_counter() - start
@@ -226,7 +232,7 @@ def evaluate(weights: Path, windows: torch.Tensor, batch: int) -> list[dict[str,
             if done == windows.size(0) or done // batch % 10 == 0:
                 progress(f"evaluated {done}/{windows.size(0)} windows")
     baseline_ppl = math.exp(scores[BASELINE].nll / scores[BASELINE].count)
-    return [scores[j.label].row(j, models[j.label], baseline_ppl) for j in JUDGED]
+    return [scores[j.label].row(j, models[j.label], baseline_ppl) for j in judging]
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -360,15 +366,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     windows = eval_windows(corpus.held_out, args.context, args.eval_tokens)
     targets = windows[:, 1:]
     unigram = unigram_perplexity(corpus.train, targets, config.vocab_size)
-    rows = evaluate(weights, windows, args.eval_batch)
+    judging, not_judged = runnable()
+    rows = evaluate(weights, windows, args.eval_batch, judging)
     print(f"evaluation: {targets.numel():,} held-out targets in {windows.size(0)} windows of "
           f"{args.context} tokens; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    for label, reason in not_judged.items():
+        print(f"  not judged: {label}: {reason}")
     print()
     print(table(rows, unigram))
     results = {"corpus": info, "held_out_every": held_out_every, "config": dataclasses.asdict(config),
                "weights": str(weights), "training": (record or {}).get("training"),
                "eval_targets": int(targets.numel()), "context": args.context,
-               "unigram_perplexity": unigram, "results": rows, "torch": torch.__version__,
+               "unigram_perplexity": unigram, "results": rows, "not_judged": not_judged, "torch": torch.__version__,
                "python": platform.python_version()}
     out_json = args.json or args.out / "results.json"
     out_json.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from marks import needs_int4
 
 import zoo
 from zoo.nn import compile as compiled
@@ -82,7 +83,7 @@ def test_importing_weights_drops_the_frozen_step(models: tuple[CompiledDecode, z
     assert fast._steps.get((2, 16)) is not None
 
 
-@pytest.mark.parametrize("eager", ["quantised", "quantised-int4"])
+@pytest.mark.parametrize("eager", ["quantised", pytest.param("quantised-int4", marks=needs_int4)])
 def test_quantised_compiled_decodes_through_a_compiled_step_as_quantised_does(eager: str) -> None:
     weights = zoo.random_weights(CONFIG, seed=6)
     fast = zoo.load(f"{eager}-compiled", weights, config=CONFIG, layout="canonical")

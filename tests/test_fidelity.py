@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from marks import needs_int4
 
 import zoo
 from conformance import runner
@@ -133,6 +134,7 @@ def test_an_approximate_variant_without_a_budget_fails_with_what_it_measured() -
     assert "learned@bfloat16" in result.figures
 
 
+@needs_int4
 def test_zoo_check_prints_the_fidelity_table_and_writes_the_figures(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "check.json"

@@ -6,13 +6,15 @@ from collections.abc import Iterator
 
 import pytest
 from planted import CATALOGUE, PlantedBug, variant
+from test_engines import ENGINES
 
 import zoo
 from conformance import models, runner
 
-# at collection time: the built-in and installed variants; those of an optional engine (an unavailable=
-# check) take minutes a property, and tests/test_engines.py checks them on a quick profile
-REAL_VARIANTS = [name for name in zoo.list_variants() if zoo.get_variant(name).unavailable is None]
+# at collection time: the built-in and installed variants that can run here; those of an optional engine
+# take minutes a property, and tests/test_engines.py checks them on a quick profile
+REAL_VARIANTS = [name for name in zoo.list_variants()
+                 if name not in ENGINES and zoo.get_variant(name).why_unavailable() is None]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import torch
+from marks import INT4_MISSING, needs_int4
 
 import zoo
 import zoo.nn
@@ -41,7 +42,8 @@ INIT = WeightInit(seed=4, scale=3.0)  # non-trivial biases and LayerNorms
 BF16_REL = 2.0**-8  # bfloat16 rounding: relative error of at most half of 2**-7
 
 
-@pytest.fixture(scope="module", params=sorted(VARIANTS))
+@pytest.fixture(scope="module", params=[pytest.param(name, marks=needs_int4 if VARIANTS[name] == "int4" else ())
+                                        for name in sorted(VARIANTS)])
 def quantised(request: pytest.FixtureRequest) -> GPT:
     return build(CONFIG, dtype=torch.bfloat16, scheme=VARIANTS[request.param], weights=canonical_weights(CONFIG, INIT))
 
@@ -73,6 +75,7 @@ def test_int8_round_trip_is_within_half_a_step_per_row() -> None:
     assert int(q.abs().amax()) == 127
 
 
+@needs_int4
 def test_int4_round_trip_is_within_half_a_step_per_group() -> None:
     w = torch.randn(16, 4 * INT4_GROUP, generator=torch.Generator().manual_seed(2)) + 0.5
     q, sz = quantise_int4(w)
@@ -106,6 +109,7 @@ def test_export_round_trips_every_tensor_within_its_bound(quantised: GPT) -> Non
 
 
 # -- step 2: the swapped modules ------------------------------------------------------------
+@needs_int4
 @pytest.mark.parametrize(("n", "k"), [(2304, 768), (192, 512), (128, 64)])
 def test_int4_weights_are_read_directly_where_the_layout_is_known(n: int, k: int) -> None:
     layer = Int4Linear(k, n)
@@ -117,6 +121,7 @@ def test_int4_weights_are_read_directly_where_the_layout_is_known(n: int, k: int
     assert torch.equal(layer.dequantised(), through_kernel)
 
 
+@needs_int4
 def test_int4_layouts_it_does_not_know_are_read_through_the_kernel() -> None:
     assert unpack_int4(torch.zeros(48, 16, dtype=torch.uint8), 48, 32) is None  # 48 rows: not blocks of 64
     layer = Int4Linear(36, 108)  # padded to 112 rows
@@ -127,7 +132,7 @@ def test_int4_layouts_it_does_not_know_are_read_through_the_kernel() -> None:
                                rtol=2e-2, atol=2e-2)
 
 
-@pytest.mark.parametrize("linear", [Int8Linear, Int4Linear])
+@pytest.mark.parametrize("linear", [Int8Linear, pytest.param(Int4Linear, marks=needs_int4)])
 def test_a_prefill_dequantises_to_a_dense_matmul_with_the_same_result(linear: type[Int8Linear | Int4Linear]) -> None:
     """From DENSE_FROM_ROWS rows the weight-only kernel gives way to a dense bfloat16 matmul: the same numbers."""
     layer = linear(768, 2304)
@@ -263,7 +268,7 @@ def test_bad_inputs_raise(quantised: GPT, call: Any, message: str) -> None:
 def test_build_refuses_what_is_not_offered() -> None:
     with pytest.raises(zoo.CapabilityError, match="bfloat16"):
         build(CONFIG, scheme="int8", dtype=torch.float32)
-    with pytest.raises(zoo.CapabilityError, match="CPU only"):
+    with pytest.raises(zoo.CapabilityError, match="CPU only" if INT4_MISSING is None else r"needs torch >= 2\.6"):
         build(CONFIG, scheme="int4", dtype=torch.bfloat16, device="meta")
     with pytest.raises(zoo.CapabilityError, match="did you mean 'int8'"):
         build(CONFIG, scheme="int-8", dtype=torch.bfloat16)
@@ -278,6 +283,7 @@ def test_build_draws_weights_as_pure_does() -> None:
         assert float((mine[name] - w).abs().max()) <= float(w.abs().max()) / 127, name
 
 
+@needs_int4
 def test_weight_memory_is_a_fraction_of_float32() -> None:
     config = zoo.GPT2Config(vocab_size=1000, n_positions=64, n_embd=128, n_layer=2, n_head=4)
     torch.manual_seed(0)
@@ -326,7 +332,8 @@ def dropped_bias(config: zoo.GPT2Config, **kwargs: Any) -> zoo.GPT2:
 @pytest.mark.parametrize(
     ("base", "make", "passes"),
     [("quantised", int8, True), ("quantised", doubled_scales, False),
-     ("quantised-int4", int4, True), ("quantised-int4", dropped_bias, False)],
+     pytest.param("quantised-int4", int4, True, marks=needs_int4),
+     pytest.param("quantised-int4", dropped_bias, False, marks=needs_int4)],
     ids=["int8", "int8-doubled-scales", "int4", "int4-dropped-bias"],
 )
 def test_declared_tolerances_pass_the_real_model_and_fail_a_broken_one(base: str, make: Any, passes: bool) -> None:
@@ -353,7 +360,8 @@ def test_declared_tolerances_pass_the_real_model_and_fail_a_broken_one(base: str
         assert "(KL " in weights.message or "(relative logit error " in weights.message
 
 
-@pytest.mark.parametrize(("base", "make"), [("quantised", doubled_scales), ("quantised-int4", dropped_bias)],
+@pytest.mark.parametrize(("base", "make"), [("quantised", doubled_scales),
+                                            pytest.param("quantised-int4", dropped_bias, marks=needs_int4)],
                          ids=["int8-doubled-scales", "int4-dropped-bias"])
 def test_the_fidelity_budgets_catch_a_broken_model_on_learned_weights(base: str, make: Any) -> None:
     declared = zoo.get_variant(base)

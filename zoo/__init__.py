@@ -35,6 +35,7 @@ from ._interface import (
     Variant,
     implements,
     missing_modules,
+    older_than,
 )
 from ._load import load
 from ._random import random_weights
@@ -90,6 +91,7 @@ __all__ = [
     "list_variants",
     "load",
     "missing_modules",
+    "older_than",
     "open_weights",
     "plugin_manager",
     "random_weights",

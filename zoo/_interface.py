@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import abc
+import importlib.metadata
 import importlib.util
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -14,8 +16,18 @@ from ._errors import CapabilityError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["GPT2", "PRECISIONS", "Capabilities", "Fidelity", "Precision", "Tolerances", "Variant", "implements",
-           "missing_modules"]
+__all__ = [
+    "GPT2",
+    "PRECISIONS",
+    "Capabilities",
+    "Fidelity",
+    "Precision",
+    "Tolerances",
+    "Variant",
+    "implements",
+    "missing_modules",
+    "older_than",
+]
 
 
 class GPT2(abc.ABC):
@@ -307,3 +319,29 @@ def missing_modules(*modules: str, install: str) -> str | None:
         if not found:
             return f"{module} is not installed: {install}"
     return None
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """``"2.13.0+cpu"`` -> ``(2, 13, 0)``: the leading numbers of a version, local labels and suffixes dropped."""
+    found = re.match(r"\d+(?:\.\d+)*", version)
+    return tuple(int(n) for n in found.group(0).split(".")) if found else ()
+
+
+def older_than(distribution: str, minimum: str, *, needs: str) -> str | None:
+    """``None`` when ``distribution`` is installed at ``minimum`` or newer; otherwise which version is here, and the fix.
+
+    What a variant that needs a newer release than the zoo's floor gives as
+    ``unavailable`` (``lambda: zoo.older_than("torch", "2.6", needs="the int4
+    CPU kernel")``). It reads the version from the installed metadata, without
+    importing the package, so ``zoo list`` stays fast. A pre-release of
+    ``minimum`` counts as ``minimum``.
+    """
+    try:
+        installed = importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return (f"{needs} needs {distribution} >= {minimum}, and {distribution} is not installed: "
+                f"pip install '{distribution}>={minimum}'")
+    if _release(installed) >= _release(minimum):
+        return None
+    return (f"{needs} needs {distribution} >= {minimum}, and this is {distribution} {installed}: "
+            f"pip install '{distribution}>={minimum}'")

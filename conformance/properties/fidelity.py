@@ -37,9 +37,12 @@ if TYPE_CHECKING:
 
 __all__ = ["build"]
 
-# float rounding an exact variant may add beyond error_factor x Hugging Face's own figures
+# float rounding an exact variant may add beyond error_factor x Hugging Face's own figures. In bfloat16
+# the perplexity moves a few 1e-4 either way with the order of the sums alone: Hugging Face's own model,
+# run on the windows in another batch layout, measured |log ppl ratio| 1.6e-4 where its reference said
+# 1.1e-5, and pure 2.7e-4 (torch 2.5 and 2.9); KL, which these rounding walks barely move, stays tight.
 KL_FLOOR = {"float64": 1e-12, "float32": 1e-8, "bfloat16": 1e-5, "float16": 1e-5}
-LOG_PPL_FLOOR = {"float64": 1e-9, "float32": 1e-6, "bfloat16": 1e-4, "float16": 1e-4}
+LOG_PPL_FLOOR = {"float64": 1e-9, "float32": 1e-6, "bfloat16": 1e-3, "float16": 1e-3}
 
 
 class FidelityCase(NamedTuple):

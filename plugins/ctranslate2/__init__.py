@@ -76,11 +76,12 @@ def zoo_variants() -> list[zoo.Variant]:
                                           lossless_weights=False, test_configs=TEST_CONFIGS),
             # measured with `zoo check ctranslate2-int8 --profile ci` (random weights: KL up to 0.135, relative
             # error up to 0.10) and `--property fidelity` (learned: KL 2.5e-5, top-1 99.90%, perplexity x0.9999;
-            # outliers: KL 3.34, top-1 43.6%, perplexity x26.7); declared about twice that. The outliers
+            # outliers: KL 3.34, top-1 43.6%, perplexity x26.7); declared about twice that, top-1 0.995 (0.997
+            # on the preset that torch 2.5 and 2.9 trained). The outliers
             # budget describes an accuracy cliff, not a tolerance: activations quantised per row meet
             # values 500 times their neighbours'
             tolerances=zoo.Tolerances(max_kl=0.3, max_rel_logit_error=0.2, fidelity={
-                "learned": zoo.Fidelity(max_kl=5e-5, max_ppl_ratio=1.0005, min_top1=0.998),
+                "learned": zoo.Fidelity(max_kl=5e-5, max_ppl_ratio=1.0005, min_top1=0.995),
                 "outliers": zoo.Fidelity(max_kl=7.0, max_ppl_ratio=53.0)}),
             notes="approximate (activations quantised per row on every call); decoding as ctranslate2 (greedy "
             "through generate_batch, sampling on full forwards). Finding: close to float32 on "

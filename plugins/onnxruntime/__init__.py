@@ -29,6 +29,10 @@ from typing import Any
 import zoo
 
 INSTALL = "pip install 'gpt2-zoo[onnxruntime]'"
+# The graph is traced from transformers' GPT2LMHeadModel. Traced from transformers 4.57's, it keeps a
+# shape of the example input (ONNX Runtime: "Reshape_2 ... Input shape:{5}, requested shape:{3,1}"
+# on another batch), with torch 2.5 and 2.9 alike; traced from 5.x's, every axis stays dynamic.
+TRANSFORMERS = "5"
 
 # Small configs the harness draws from instead of random ones (an export per config costs about a second).
 # LEARNED_CONFIG is the fidelity preset's, which the fidelity property builds whatever is declared here.
@@ -47,7 +51,8 @@ def build(config: zoo.GPT2Config, *, device: Any = "cpu", dtype: Any = None,
 
 
 def _unavailable(*extra: str) -> Any:
-    return lambda: zoo.missing_modules("onnxruntime", "onnx", *extra, install=INSTALL)
+    return lambda: (zoo.missing_modules("onnxruntime", "onnx", *extra, install=INSTALL)
+                    or zoo.older_than("transformers", TRANSFORMERS, needs="the ONNX graph (traced from its GPT-2)"))
 
 
 @zoo.hookimpl

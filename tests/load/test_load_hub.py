@@ -81,10 +81,10 @@ def test_hub_cache_is_found_through_the_environment_alone(tmp_path, pretrained, 
     ids_path, out_path = tmp_path / "ids.pt", tmp_path / "logits.pt"
     torch.save(ids, ids_path)
     code = ("import torch, zoo; torch.set_num_threads(1); m = zoo.load('pure', weights='org/name'); "
-            f"torch.save(m(torch.load({str(ids_path)!r})).detach(), {str(out_path)!r})")
+            f"torch.save(m(torch.load({str(ids_path)!r}, weights_only=True)).detach(), {str(out_path)!r})")
     env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "cache"), HF_HUB_OFFLINE="1")
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
-    torch.testing.assert_close(torch.load(out_path), expected, atol=ATOL, rtol=0)
+    torch.testing.assert_close(torch.load(out_path, weights_only=True), expected, atol=ATOL, rtol=0)
 
 
 def test_hub_id_not_in_the_cache_says_the_hub_cannot_be_reached(hub_cache):

@@ -239,5 +239,7 @@ class ReferenceRunner(Runner):
         return figures_of(reference, self.precision, reference=reference, device=self.device).as_dict()
 
     def weight_bytes(self) -> int | None:
-        tensors = [*self.model.parameters(), *self.model.buffers()]
+        # the state dict: parameters and persistent buffers, each storage once (the tie); transformers 4.x
+        # also keeps each layer's causal mask as a non-persistent buffer, which is no weight
+        tensors = list(self.model.state_dict().values())
         return sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}.values())

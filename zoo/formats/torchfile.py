@@ -109,7 +109,10 @@ def load(path: Path) -> Any:
             found = _GPT_CONFIG_GLOBAL.search(str(exc))
             if found is None:
                 raise
-            with torch.serialization.safe_globals([(_RecordedGPTConfig, found.group(1))]):
+            # a subclass named as the checkpoint names the class: torch before 2.6 takes no (class, name) pair
+            module, _, name = found.group(1).rpartition(".")
+            stand_in = type(name, (_RecordedGPTConfig,), {"__module__": module, "__qualname__": name})
+            with torch.serialization.safe_globals([stand_in]):
                 return attempt()
     except pickle.UnpicklingError as exc:
         lines = str(exc).splitlines()

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import functools
 import importlib
+import sys
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from .._interface import Capabilities, Tolerances, Variant
+from .._interface import Capabilities, Tolerances, Variant, older_than
 from .schemes import SCHEMES, Scheme, get_scheme, load_object
 
 if TYPE_CHECKING:
@@ -35,7 +37,8 @@ if TYPE_CHECKING:
     from .model import GPT
     from .quantise import quantise_
 
-__all__ = ["GPT", "SCHEMES", "Scheme", "build", "compile_decode", "declare", "get_scheme", "quantise_"]
+__all__ = ["GPT", "SCHEMES", "Scheme", "build", "compile_decode", "compile_unavailable", "declare", "get_scheme",
+           "quantise_"]
 
 _LAZY = {"GPT": "model", "build": "compose", "quantise_": "quantise", "compile_decode": "compile"}
 
@@ -44,6 +47,21 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def compile_unavailable() -> str | None:
+    """``None`` where ``torch.compile`` runs; otherwise why not (no torch import).
+
+    torch 2.5 has wheels for Python 3.13 but its ``torch.compile`` refuses that
+    Python; 2.6 is the first that compiles there.
+    """
+    if sys.version_info < (3, 13):
+        return None
+    return older_than("torch", "2.6", needs="torch.compile on Python 3.13")
+
+
+def _first_reason(checks: tuple[Callable[[], str | None], ...]) -> str | None:
+    return next((reason for check in checks if (reason := check()) is not None), None)
 
 
 def _build(config: Any, *, scheme: str | Scheme | None, compiled: bool, cls: type[GPT] | str | None,
@@ -80,5 +98,9 @@ def declare(name: str, summary: str, *, scheme: Scheme | str | None = None, comp
         tolerances, precision = row.tolerances, row.precision
     caps = replace(caps, **capabilities)
     build = functools.partial(_build, scheme=scheme, compiled=compiled, cls=cls)
+    # what a torch may lack for it: the kernels of a scheme newer than the zoo's floor, torch.compile on Python 3.13
+    checks = ((get_scheme(scheme).unavailable,) if scheme is not None and get_scheme(scheme).torch else ()) + \
+        ((compile_unavailable,) if compiled and sys.version_info >= (3, 13) else ())
     return Variant(name=name, build=build, summary=summary, capabilities=caps, tolerances=tolerances,
-                   notes=notes, precision=precision)
+                   notes=notes, precision=precision,
+                   unavailable=functools.partial(_first_reason, checks) if checks else None)

@@ -37,8 +37,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .._errors import CapabilityError
 from .._inputs import check_cache_size, check_inputs
 from .._interface import GPT2
+from . import compile_unavailable
 from .model import GPT
 
 __all__ = ["MAX_COMPILED_STEPS", "CompiledDecode", "cache_length", "compile_decode", "compiled_steps"]
@@ -269,4 +271,7 @@ def compile_decode(model: GPT) -> CompiledDecode:
     if not isinstance(model, GPT):
         raise TypeError(f"compile_decode takes a zoo.nn.GPT (or a subclass), got {type(model).__name__}: "
                         "the compiled step calls its positions-free run(); build the model with zoo.nn.build")
+    missing = compile_unavailable()
+    if missing:
+        raise CapabilityError(missing)
     return CompiledDecode(model)
