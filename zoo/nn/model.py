@@ -12,7 +12,8 @@ Module names equal Hugging Face's (``wte``, ``wpe``, ``h.{i}.attn.c_attn``,
 GELU is the tanh approximation GPT-2 was trained with, the forward returns
 logits for every position, and the KV cache is static (gpt-fast's design).
 Attention is one ``F.scaled_dot_product_attention`` call with an additive bias
-(causal mask and padding, computed once per forward); the arithmetic it fuses,
+(causal mask and padding, computed once per forward), written out for a decode
+step (see :meth:`CausalSelfAttention.attend`); the arithmetic SDPA fuses,
 ``softmax(q @ k.T / sqrt(hs) + bias) @ v``, is written out step by step in the
 example plugin (``examples/zoo-plugin-example``).
 """
@@ -93,9 +94,16 @@ class CausalSelfAttention(nn.Module):
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """``softmax(q @ k^T / sqrt(hs) + bias) @ v``: ``q (B, nh, T, hs)``, ``k, v (B, nh, S, hs)`` -> ``(B, nh, T, hs)``.
 
-        One fused call here; override it to change the arithmetic and nothing else.
+        One fused call, except for one query per row (a decode step), where it is
+        written out: under ``torch.compile`` Inductor fuses the scaling, bias and
+        softmax between the two small matrix products. A compiled int4 decode step
+        of GPT-2 124M took 5.6 ms so, 6.7 ms through SDPA's CPU kernel (2-core CPU,
+        batch 1, 256 cache slots). Override it to change the arithmetic and nothing else.
         """
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0 / math.sqrt(q.size(-1)))
+        scale = 1.0 / math.sqrt(q.size(-1))
+        if q.size(2) == 1:
+            return ((q @ k.transpose(-2, -1)) * scale + bias).softmax(dim=-1) @ v  # (B, nh, 1, hs)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
 
 
 class MLP(nn.Module):
